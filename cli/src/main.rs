@@ -1,0 +1,3 @@
+//! `spddl`: one command for every SPDDL role and tool.
+
+fn main() {}

@@ -1,0 +1,237 @@
+//! Fixed-point encoding and slot packing of model updates (`DESIGN.md` §4).
+//!
+//! A client clips each real value `x` to `[−r, r]` and quantizes it to a `q`-bit unsigned
+//! integer `u` ([`Quantizer`]); then `S` such integers are packed into one plaintext, one per
+//! `b`-bit slot ([`PackingParams`]). Adding packed plaintexts as integers — which is what
+//! homomorphic addition of their ciphertexts does — adds the slots element-wise, and the slot
+//! width `b` leaves enough head-room that up to `K_max` contributions never carry into the next
+//! slot. The decoder unpacks the slot sums `Σu` and subtracts the known offset `K·r`.
+//!
+//! ```
+//! use spddl_crypto::encoding::{Encoder, PackingParams, Quantizer};
+//! # use num_bigint::BigUint;
+//! let mut rng = rand::rng();
+//! // 16-bit values in [−1, 1], head-room for 128 clients, 2048-bit modulus: 89 slots.
+//! let encoder = Encoder::new(Quantizer::new(1.0, 16)?, PackingParams::new(16, 128, 2048)?)?;
+//!
+//! let a = encoder.encode(&[0.5, -0.25, 0.0], &mut rng)?;
+//! let b = encoder.encode(&[0.25, 0.5, -1.0], &mut rng)?;
+//! // Homomorphic addition adds the packed plaintexts as integers.
+//! let sum: Vec<BigUint> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+//!
+//! let decoded = encoder.decode_sum(&sum, 3, 2)?;
+//! let step = encoder.quantizer().step();
+//! for (got, want) in decoded.iter().zip([0.75, 0.25, -1.0]) {
+//!     assert!((got - want).abs() <= 2.0 * step); // one step per contribution
+//! }
+//! # Ok::<(), spddl_crypto::encoding::EncodingError>(())
+//! ```
+
+mod packing;
+mod quantize;
+
+pub use packing::PackingParams;
+pub use quantize::Quantizer;
+
+use num_bigint::BigUint;
+
+/// Why a value or a configuration cannot be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodingError {
+    /// The clipping bound `r` is not a positive normal number with `2r` finite.
+    #[error("clip bound must be positive, normal and at most f64::MAX / 2, got {clip}")]
+    InvalidClip {
+        /// The rejected bound.
+        clip: f64,
+    },
+    /// The value width `q` is zero or above the supported maximum.
+    #[error("value bits {value_bits} outside 1..={max}")]
+    ValueBitsOutOfRange {
+        /// The rejected width `q`.
+        value_bits: u32,
+        /// The largest width accepted here.
+        max: u32,
+    },
+    /// `K_max` is zero: a slot must hold at least one contribution.
+    #[error("max contributions must be at least 1")]
+    ZeroMaxContributions,
+    /// The slot width `b = q + ⌈log₂ K_max⌉` exceeds the 64-bit limit on slot sums.
+    #[error("slot of {slot_bits} bits exceeds the {max}-bit limit")]
+    SlotTooWide {
+        /// The slot width `b` the configuration needs.
+        slot_bits: u32,
+        /// The largest supported slot width.
+        max: u32,
+    },
+    /// The plaintext space cannot hold a single slot below `2^(|n| − 1)`.
+    #[error("modulus of {modulus_bits} bits cannot hold one {slot_bits}-bit slot")]
+    ModulusTooSmall {
+        /// The modulus size `|n|` in bits.
+        modulus_bits: u32,
+        /// The slot width `b`.
+        slot_bits: u32,
+    },
+    /// An input value is NaN, which has no place on the quantization grid.
+    #[error("value at index {index} is nan")]
+    NotANumber {
+        /// Position of the value in the input.
+        index: usize,
+    },
+    /// A value to pack does not fit in `q` bits.
+    #[error("value {value} at index {index} does not fit in {value_bits} bits")]
+    ValueTooLarge {
+        /// Position of the value in the input.
+        index: usize,
+        /// The rejected value.
+        value: u64,
+        /// The value width `q`.
+        value_bits: u32,
+    },
+    /// More contributions were summed than the slots have head-room for.
+    #[error("{contributions} contributions exceed the head-room for {max}")]
+    TooManyContributions {
+        /// The number (or total weight) of contributions claimed.
+        contributions: u64,
+        /// `K_max`.
+        max: u64,
+    },
+    /// The number of plaintexts does not match `⌈len/S⌉`.
+    #[error("{len} values need {expected} plaintexts, got {got}")]
+    PlaintextCount {
+        /// Number of values to unpack.
+        len: usize,
+        /// `⌈len/S⌉`.
+        expected: usize,
+        /// Number of plaintexts given.
+        got: usize,
+    },
+    /// A plaintext has bits set above its used slots, so it is not a sum of packed vectors.
+    #[error("plaintext {index} has {bits} bits, more than the {max_bits} bits of its slots")]
+    PlaintextOverflow {
+        /// Position of the plaintext in the input.
+        index: usize,
+        /// Bit length of the plaintext.
+        bits: u64,
+        /// Bits covered by the plaintext's used slots.
+        max_bits: u64,
+    },
+    /// A slot sum is larger than `K` values of at most `2^q − 1` can add up to.
+    #[error("slot sum {sum} at index {index} exceeds {max} for the claimed contributions")]
+    SlotSumTooLarge {
+        /// Position of the value in the unpacked vector.
+        index: usize,
+        /// The slot sum read.
+        sum: u64,
+        /// `K · (2^q − 1)`.
+        max: u64,
+    },
+    /// The quantizer's `q` differs from the packing's `q`.
+    #[error("quantizer uses {quantizer_bits} bits but packing expects {packing_bits}")]
+    BitsMismatch {
+        /// `q` of the quantizer.
+        quantizer_bits: u32,
+        /// `q` of the packing parameters.
+        packing_bits: u32,
+    },
+}
+
+/// A [`Quantizer`] and [`PackingParams`] that agree on `q`: real vectors in, plaintexts out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoder {
+    quantizer: Quantizer,
+    packing: PackingParams,
+}
+
+impl Encoder {
+    /// Pairs a quantizer with packing parameters; refuses them if their value widths `q` differ.
+    pub fn new(quantizer: Quantizer, packing: PackingParams) -> Result<Self, EncodingError> {
+        if quantizer.bits() != packing.value_bits() {
+            return Err(EncodingError::BitsMismatch {
+                quantizer_bits: quantizer.bits(),
+                packing_bits: packing.value_bits(),
+            });
+        }
+        Ok(Self { quantizer, packing })
+    }
+
+    /// The quantizer.
+    pub fn quantizer(&self) -> &Quantizer {
+        &self.quantizer
+    }
+
+    /// The packing parameters.
+    pub fn packing(&self) -> &PackingParams {
+        &self.packing
+    }
+
+    /// Quantizes `values` with stochastic rounding and packs them into `⌈len/S⌉` plaintexts.
+    pub fn encode<R: rand::Rng + ?Sized>(
+        &self,
+        values: &[f64],
+        rng: &mut R,
+    ) -> Result<Vec<BigUint>, EncodingError> {
+        self.packing.pack(&self.quantizer.quantize(values, rng)?)
+    }
+
+    /// Unpacks the sum of `contributions` encoded vectors of length `len` and returns the sums
+    /// of their clipped values, each within `contributions` quantization steps.
+    pub fn decode_sum(
+        &self,
+        plaintexts: &[BigUint],
+        len: usize,
+        contributions: u64,
+    ) -> Result<Vec<f64>, EncodingError> {
+        let sums = self.packing.unpack_sums(plaintexts, len, contributions)?;
+        Ok(self.quantizer.dequantize_sum(&sums, contributions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    #[test]
+    fn new_refuses_mismatched_value_bits() {
+        let err = Encoder::new(
+            Quantizer::new(1.0, 8).unwrap(),
+            PackingParams::new(16, 4, 2048).unwrap(),
+        );
+        assert_eq!(
+            err,
+            Err(EncodingError::BitsMismatch {
+                quantizer_bits: 8,
+                packing_bits: 16
+            })
+        );
+    }
+
+    #[test]
+    fn encode_add_decode_is_within_k_steps() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let encoder = Encoder::new(
+            Quantizer::new(2.0, 12).unwrap(),
+            PackingParams::new(12, 10, 512).unwrap(),
+        )
+        .unwrap();
+        let (len, k) = (300, 10);
+        let mut want = vec![0.0; len];
+        let mut sum = vec![BigUint::ZERO; encoder.packing().plaintexts_for(len)];
+        for _ in 0..k {
+            let x: Vec<f64> = (0..len).map(|_| rng.random_range(-2.5..2.5)).collect();
+            for (w, xi) in want.iter_mut().zip(&x) {
+                *w += xi.clamp(-2.0, 2.0);
+            }
+            for (s, p) in sum.iter_mut().zip(encoder.encode(&x, &mut rng).unwrap()) {
+                *s += p;
+            }
+        }
+        let got = encoder.decode_sum(&sum, len, k).unwrap();
+        let bound = k as f64 * encoder.quantizer().step();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= bound, "{g} vs {w}");
+        }
+    }
+}

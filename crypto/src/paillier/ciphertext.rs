@@ -1,0 +1,171 @@
+//! Plaintexts, ciphertexts, encryption and the homomorphic operations.
+
+use num_bigint::BigUint;
+use num_traits::{One, ToPrimitive, Zero};
+use rand::Rng;
+
+use super::PublicKey;
+use crate::Error;
+use crate::arith::{random_bits, random_unit};
+
+/// A plaintext `M ∈ [0, n)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Plaintext(BigUint);
+
+impl Plaintext {
+    /// A plaintext, checked to be below `n`.
+    pub fn new(pk: &PublicKey, m: BigUint) -> Result<Self, Error> {
+        if &m >= pk.n() {
+            return Err(Error::PlaintextTooLarge { bits: m.bits() });
+        }
+        Ok(Plaintext(m))
+    }
+    /// A small plaintext (always below `n`, which has at least 1024 bits).
+    pub fn from_u64(pk: &PublicKey, m: u64) -> Result<Self, Error> {
+        Self::new(pk, BigUint::from(m))
+    }
+    /// The value `M`.
+    pub fn value(&self) -> &BigUint {
+        &self.0
+    }
+    /// The value, consuming the plaintext.
+    pub fn into_value(self) -> BigUint {
+        self.0
+    }
+    pub(crate) fn from_trusted(m: BigUint) -> Self {
+        Plaintext(m)
+    }
+    /// The value as `u64`, when it fits.
+    pub fn to_u64(&self) -> Option<u64> {
+        self.0.to_u64()
+    }
+}
+
+/// A Paillier ciphertext: a unit of `Z*_{n²}`.
+///
+/// With `g = n + 1`, `c = (1 + M·n)·r^n mod n²`; SPDDL's own ciphertexts take `r^n = h_s^α`.
+/// Built only through [`Ciphertext::new`] (which checks `c ∈ [1, n²)` and `gcd(c, n) = 1`) or
+/// by the operations of [`PublicKey`], so a `Ciphertext` is always a valid group element.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ciphertext(BigUint);
+
+impl Ciphertext {
+    /// Parses a ciphertext under `pk`, refusing values outside `[1, n²)` or sharing a factor
+    /// with `n` (such a value would reveal the factorisation, and is never an encryption).
+    pub fn new(pk: &PublicKey, c: BigUint) -> Result<Self, Error> {
+        Self::check(pk, &c, None)?;
+        Ok(Ciphertext(c))
+    }
+
+    /// Parses a vector of ciphertexts; an error names the position of the first bad one.
+    pub fn parse_all(pk: &PublicKey, cs: Vec<BigUint>) -> Result<Vec<Self>, Error> {
+        cs.into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Self::check(pk, &c, Some(i))?;
+                Ok(Ciphertext(c))
+            })
+            .collect()
+    }
+
+    fn check(pk: &PublicKey, c: &BigUint, position: Option<usize>) -> Result<(), Error> {
+        let reason = if c.is_zero() {
+            "zero is not in Z*_{n²}"
+        } else if c >= pk.n_squared() {
+            "not below n²"
+        } else if !num_integer::Integer::gcd(c, pk.n()).is_one() {
+            "shares a factor with n"
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidCiphertext { position, reason })
+    }
+
+    /// The value `c`.
+    pub fn value(&self) -> &BigUint {
+        &self.0
+    }
+
+    pub(crate) fn from_trusted(c: BigUint) -> Self {
+        Ciphertext(c)
+    }
+}
+
+impl PublicKey {
+    /// `Enc(M) = (1 + M·n) · h_s^α mod n²` with `α` uniform of `|n|/2` bits (DESIGN §3).
+    pub fn encrypt<R: Rng + ?Sized>(&self, m: &Plaintext, rng: &mut R) -> Ciphertext {
+        let alpha = random_bits(self.alpha_bits(), rng);
+        self.encrypt_with_alpha(m, &alpha)
+    }
+
+    /// Encryption with given randomness `α`, for known-answer tests and other
+    /// implementations' vectors; use [`Self::encrypt`] otherwise. An `α` longer than `|n|/2`
+    /// bits is accepted and takes the slow path.
+    pub fn encrypt_with_alpha(&self, m: &Plaintext, alpha: &BigUint) -> Ciphertext {
+        let table = self.fixed_base();
+        let r_n = if alpha.bits() <= table.exponent_bits() {
+            table.pow(alpha)
+        } else {
+            self.h_s().modpow(alpha, self.n_squared())
+        };
+        Ciphertext((self.g_pow(m.value()) * r_n) % self.n_squared())
+    }
+
+    /// Textbook Paillier encryption `(1 + M·n)·r^n mod n²` with `r` uniform in `Z*_n`: about
+    /// 2× `|n|` bits of exponent instead of `|n|/2`, for comparison and interoperability.
+    pub fn encrypt_textbook<R: Rng + ?Sized>(&self, m: &Plaintext, rng: &mut R) -> Ciphertext {
+        let r = random_unit(self.n(), rng);
+        let r_n = r.modpow(self.n(), self.n_squared());
+        Ciphertext((self.g_pow(m.value()) * r_n) % self.n_squared())
+    }
+
+    /// `g^M = (1 + n)^M = 1 + M·n mod n²`.
+    fn g_pow(&self, m: &BigUint) -> BigUint {
+        (m * self.n() + 1u32) % self.n_squared()
+    }
+
+    /// `Enc(a)·Enc(b) = Enc(a + b)`.
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
+        Ciphertext((&a.0 * &b.0) % self.n_squared())
+    }
+
+    /// `Π c_j = Enc(Σ M_j)`. The empty sum is `1`, an encryption of zero.
+    pub fn sum<'a, I: IntoIterator<Item = &'a Ciphertext>>(&self, cs: I) -> Ciphertext {
+        let n2 = self.n_squared();
+        Ciphertext(cs.into_iter().fold(BigUint::one(), |acc, c| (acc * &c.0) % n2))
+    }
+
+    /// Element-wise sum of equally long ciphertext vectors (a fog worker's aggregation).
+    pub fn sum_vectors(&self, vectors: &[Vec<Ciphertext>]) -> Result<Vec<Ciphertext>, Error> {
+        let Some(first) = vectors.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(bad) = vectors.iter().position(|v| v.len() != first.len()) {
+            return Err(Error::Mismatch(format!(
+                "vector {bad} has {} ciphertexts, vector 0 has {}",
+                vectors[bad].len(),
+                first.len()
+            )));
+        }
+        Ok((0..first.len())
+            .map(|j| self.sum(vectors.iter().map(|v| &v[j])))
+            .collect())
+    }
+
+    /// `Enc(M)^k = Enc(k·M mod n)`.
+    pub fn scalar_mul(&self, c: &Ciphertext, k: &BigUint) -> Ciphertext {
+        Ciphertext(c.0.modpow(k, self.n_squared()))
+    }
+
+    /// `Enc(−M)`: the inverse of `c` in `Z*_{n²}`.
+    pub fn negate(&self, c: &Ciphertext) -> Ciphertext {
+        // A `Ciphertext` is a unit by construction, so the inverse exists.
+        Ciphertext(c.0.modinv(self.n_squared()).unwrap_or_else(BigUint::one))
+    }
+
+    /// The same plaintext under fresh randomness: `c · h_s^α`.
+    pub fn rerandomize<R: Rng + ?Sized>(&self, c: &Ciphertext, rng: &mut R) -> Ciphertext {
+        let alpha = random_bits(self.alpha_bits(), rng);
+        Ciphertext((&c.0 * self.fixed_base().pow(&alpha)) % self.n_squared())
+    }
+}
