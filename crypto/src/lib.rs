@@ -30,7 +30,7 @@
 //! ```
 
 pub mod arith;
-// pub mod encoding;
+pub mod encoding;
 mod error;
 pub mod formats;
 // pub mod identity;
