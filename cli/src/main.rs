@@ -1,3 +1,43 @@
 //! `spddl`: one command for every SPDDL role and tool.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod crypto_cmd;
+mod files;
+mod keygen;
+
+/// SPDDL: federated learning with threshold-Paillier secure aggregation.
+#[derive(Parser)]
+#[command(name = "spddl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deal a threshold Paillier key: public.json and one share-<i>.json per holder.
+    Keygen(keygen::KeygenArgs),
+    /// A toolbox over key, ciphertext and share files: encrypt, add, partial-decrypt, verify,
+    /// combine.
+    #[command(subcommand)]
+    Crypto(crypto_cmd::CryptoCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Crypto(cmd) => crypto_cmd::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of contexts, outermost first ("file: what: why").
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -178,7 +178,10 @@ mod tests {
         let m = BigUint::from(101u32);
         let b = BigUint::from(7u32);
         let x = pow_signed(&b, &BigInt::from(-3), &m).unwrap();
-        assert_eq!((x * b.modpow(&BigUint::from(3u32), &m)) % &m, BigUint::one());
+        assert_eq!(
+            (x * b.modpow(&BigUint::from(3u32), &m)) % &m,
+            BigUint::one()
+        );
     }
 
     #[test]
@@ -205,7 +208,8 @@ mod tests {
     #[test]
     fn secret_int_wipes_and_redacts() {
         use zeroize::Zeroize;
-        let mut s = SecretInt::new(BigUint::parse_bytes(b"deadbeefcafebabe1234567890", 16).unwrap());
+        let mut s =
+            SecretInt::new(BigUint::parse_bytes(b"deadbeefcafebabe1234567890", 16).unwrap());
         assert_eq!(format!("{s:?}"), "SecretInt(<redacted>)");
         s.zeroize();
         assert!(s.get().is_zero());

@@ -83,7 +83,9 @@ pub enum Error {
 }
 
 fn position_suffix(position: &Option<usize>) -> String {
-    position.map(|p| format!(" at position {p}")).unwrap_or_default()
+    position
+        .map(|p| format!(" at position {p}"))
+        .unwrap_or_default()
 }
 
 fn culprits_suffix(culprits: &[ShareIndex]) -> String {

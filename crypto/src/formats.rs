@@ -423,10 +423,16 @@ mod tests {
         // Holder 2's secret labelled as holder 1.
         let json = shares[1].to_json().replace("\"index\": 2", "\"index\": 1");
         let err = KeyShare::from_json(&pk, &json).unwrap_err();
-        assert!(matches!(err, Error::InvalidKeyShare { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, Error::InvalidKeyShare { index: 1, .. }),
+            "{err}"
+        );
         let json = shares[1].to_json().replace("\"index\": 2", "\"index\": 4");
         let err = KeyShare::from_json(&pk, &json).unwrap_err();
-        assert!(matches!(err, Error::ShareIndexOutOfRange { index: 4, .. }), "{err}");
+        assert!(
+            matches!(err, Error::ShareIndexOutOfRange { index: 4, .. }),
+            "{err}"
+        );
     }
 
     #[cfg(unix)]

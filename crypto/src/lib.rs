@@ -33,7 +33,7 @@ pub mod arith;
 pub mod encoding;
 mod error;
 pub mod formats;
-// pub mod identity;
+pub mod identity;
 pub mod paillier;
 pub mod primes;
 pub mod proofs;

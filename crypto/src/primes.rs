@@ -114,7 +114,10 @@ pub fn search_safe_prime<R: Rng + ?Sized>(
     rng: &mut R,
     stop: &AtomicBool,
 ) -> Option<BigUint> {
-    assert!(bits >= 16, "safe primes of fewer than 16 bits are not searched by sieve");
+    assert!(
+        bits >= 16,
+        "safe primes of fewer than 16 bits are not searched by sieve"
+    );
     let primes = small_primes();
     let two = BigUint::from(2u32);
     let mut marks = vec![false; WINDOW];
@@ -221,7 +224,12 @@ mod tests {
     #[test]
     fn miller_rabin_agrees_with_trial_division() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let is_prime_slow = |n: u64| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+        let is_prime_slow = |n: u64| {
+            n >= 2
+                && (2..)
+                    .take_while(|d| d * d <= n)
+                    .all(|d| !n.is_multiple_of(d))
+        };
         for n in (0u64..3000).chain(1_000_000_000..1_000_000_500) {
             assert_eq!(
                 is_probable_prime(&BigUint::from(n), 8, &mut rng),

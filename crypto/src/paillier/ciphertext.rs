@@ -85,10 +85,6 @@ impl Ciphertext {
     pub fn value(&self) -> &BigUint {
         &self.0
     }
-
-    pub(crate) fn from_trusted(c: BigUint) -> Self {
-        Ciphertext(c)
-    }
 }
 
 impl PublicKey {
@@ -132,7 +128,10 @@ impl PublicKey {
     /// `Π c_j = Enc(Σ M_j)`. The empty sum is `1`, an encryption of zero.
     pub fn sum<'a, I: IntoIterator<Item = &'a Ciphertext>>(&self, cs: I) -> Ciphertext {
         let n2 = self.n_squared();
-        Ciphertext(cs.into_iter().fold(BigUint::one(), |acc, c| (acc * &c.0) % n2))
+        Ciphertext(
+            cs.into_iter()
+                .fold(BigUint::one(), |acc, c| (acc * &c.0) % n2),
+        )
     }
 
     /// Element-wise sum of equally long ciphertext vectors (a fog worker's aggregation).

@@ -31,7 +31,8 @@ impl Dealer {
     ///
     /// `modulus_bits` must be even and in `1024..=8192`; 1024 is for tests only.
     pub fn generate<R: CryptoRng + ?Sized>(modulus_bits: u64, rng: &mut R) -> Result<Self, Error> {
-        if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&modulus_bits) || modulus_bits % 2 != 0
+        if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&modulus_bits)
+            || !modulus_bits.is_multiple_of(2)
         {
             return Err(Error::InvalidParameters(format!(
                 "modulus size {modulus_bits} bits: expected an even number in \

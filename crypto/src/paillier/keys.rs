@@ -162,7 +162,10 @@ impl PublicKey {
             .iter()
             .position(|vi| !is_unit(vi, &n, &n_squared))
         {
-            return bad(format!("verification key v_{} is not a unit of Z*_{{n²}}", i + 1));
+            return bad(format!(
+                "verification key v_{} is not a unit of Z*_{{n²}}",
+                i + 1
+            ));
         }
         let delta = factorial(u64::from(holders));
         let four_delta_sq = (&delta * &delta) << 2u32;
