@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod crypto_cmd;
 mod files;
 mod keygen;
@@ -24,6 +25,8 @@ enum Command {
     /// combine.
     #[command(subcommand)]
     Crypto(crypto_cmd::CryptoCommand),
+    /// Measure the rates of the cryptographic steps on this machine (JSON lines).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -122,7 +122,7 @@ fn hex_field(what: &'static str, field: &str, s: &str) -> Result<BigUint, Error>
 fn check_key_id(what: &'static str, found: &str, pk: &PublicKey) -> Result<(), Error> {
     if found != pk.key_id().to_string() {
         return Err(Error::Mismatch(format!(
-            "{what} belongs to key {}, not to key {}",
+            "{what} made under key {}, but the public key given is {}",
             short(found),
             short(&pk.key_id().to_string())
         )));
