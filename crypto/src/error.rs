@@ -3,7 +3,7 @@
 use crate::paillier::ShareIndex;
 
 /// Everything that can go wrong in threshold Paillier, its proofs and its file formats.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Key-generation parameters are out of range (modulus size, threshold, holder count).
@@ -72,6 +72,12 @@ pub enum Error {
     /// Shares or ciphertexts that belong to different keys, inputs or lengths.
     #[error("mismatch: {0}")]
     Mismatch(String),
+    /// Quantization or packing refused its input (see [`crate::encoding::EncodingError`]).
+    #[error(transparent)]
+    Encoding(#[from] crate::encoding::EncodingError),
+    /// A signature or identity key was refused (see [`crate::identity::SignatureError`]).
+    #[error(transparent)]
+    Signature(#[from] crate::identity::SignatureError),
     /// A file or encoded value that cannot be parsed.
     #[error("malformed {what}: {reason}")]
     Malformed {
