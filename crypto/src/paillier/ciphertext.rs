@@ -85,6 +85,28 @@ impl Ciphertext {
     pub fn value(&self) -> &BigUint {
         &self.0
     }
+
+    /// Fixed-width big-endian bytes: always `⌈|n²|/8⌉` bytes under `pk`, so a vector of
+    /// ciphertexts has a predictable size on the wire.
+    pub fn to_bytes(&self, pk: &PublicKey) -> Vec<u8> {
+        let width = pk.n_squared().bits().div_ceil(8) as usize;
+        let raw = self.0.to_bytes_be();
+        let mut out = vec![0u8; width.saturating_sub(raw.len())];
+        out.extend_from_slice(&raw);
+        out
+    }
+
+    /// Parses [`Self::to_bytes`]: refuses another length and any value outside `Z*_{n²}`.
+    pub fn from_bytes(pk: &PublicKey, bytes: &[u8]) -> Result<Self, Error> {
+        let width = pk.n_squared().bits().div_ceil(8) as usize;
+        if bytes.len() != width {
+            return Err(Error::InvalidCiphertext {
+                position: None,
+                reason: "wrong length for this key's n²",
+            });
+        }
+        Self::new(pk, BigUint::from_bytes_be(bytes))
+    }
 }
 
 impl PublicKey {
@@ -166,5 +188,30 @@ impl PublicKey {
     pub fn rerandomize<R: Rng + ?Sized>(&self, c: &Ciphertext, rng: &mut R) -> Ciphertext {
         let alpha = random_bits(self.alpha_bits(), rng);
         Ciphertext((&c.0 * self.fixed_base().pow(&alpha)) % self.n_squared())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::test_key;
+
+    #[test]
+    fn bytes_round_trip_with_fixed_width_and_refuse_bad_input() {
+        let (pk, _) = test_key(1024, 1, 1, 3);
+        let width = 256; // |n²| = 2048 bits
+        let small = Ciphertext::new(&pk, BigUint::from(5u32)).unwrap();
+        let bytes = small.to_bytes(&pk);
+        assert_eq!(bytes.len(), width);
+        assert_eq!(Ciphertext::from_bytes(&pk, &bytes).unwrap(), small);
+        assert!(Ciphertext::from_bytes(&pk, &bytes[1..]).is_err());
+        assert!(Ciphertext::from_bytes(&pk, &vec![0u8; width]).is_err());
+        assert!(Ciphertext::from_bytes(&pk, &vec![0xffu8; width]).is_err());
+        let mut n = pk.n().to_bytes_be();
+        n.splice(0..0, vec![0u8; width - n.len()]);
+        assert!(
+            Ciphertext::from_bytes(&pk, &n).is_err(),
+            "shares a factor with n"
+        );
     }
 }
