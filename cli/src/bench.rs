@@ -74,7 +74,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         }),
     );
     let cts: Vec<_> = (0..args.batch.max(1))
-        .map(|i| pk.encrypt(&Plaintext::from_u64(&pk, i as u64).expect("small"), &mut rng))
+        .map(|i| {
+            pk.encrypt(
+                &Plaintext::from_u64(&pk, i as u64).expect("small"),
+                &mut rng,
+            )
+        })
         .collect();
     report(
         "add",
