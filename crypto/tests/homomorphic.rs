@@ -215,7 +215,11 @@ fn empty_sums_are_encryptions_of_zero() {
 fn sum_vectors_refuses_vectors_of_different_lengths() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let c = encrypt(&BigUint::one(), &mut rng);
-    let vectors = vec![vec![c.clone(), c.clone()], vec![c.clone()], vec![c.clone(), c]];
+    let vectors = vec![
+        vec![c.clone(), c.clone()],
+        vec![c.clone()],
+        vec![c.clone(), c],
+    ];
     let err = pk().sum_vectors(&vectors).unwrap_err();
     assert!(matches!(err, Error::Mismatch(_)), "{err}");
 }

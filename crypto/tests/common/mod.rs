@@ -14,7 +14,7 @@ use rand::Rng;
 use spddl_crypto::paillier::{self, Ciphertext, KeyShare, PublicKey};
 
 /// A uniformly random integer in `[0, bound)`, by rejection sampling over whole bytes.
-pub fn random_below<R: Rng + ?Sized>(bound: &BigUint, rng: &mut R) -> BigUint {
+pub(crate) fn random_below<R: Rng + ?Sized>(bound: &BigUint, rng: &mut R) -> BigUint {
     let bits = bound.bits();
     let mut buf = vec![0u8; bits.div_ceil(8) as usize];
     loop {
@@ -29,7 +29,7 @@ pub fn random_below<R: Rng + ?Sized>(bound: &BigUint, rng: &mut R) -> BigUint {
 }
 
 /// A uniformly random unit of `Z*_n`.
-pub fn random_unit<R: Rng + ?Sized>(n: &BigUint, rng: &mut R) -> BigUint {
+pub(crate) fn random_unit<R: Rng + ?Sized>(n: &BigUint, rng: &mut R) -> BigUint {
     loop {
         let r = random_below(n, rng);
         if !r.is_zero() && r.gcd(n).is_one() {
@@ -39,7 +39,7 @@ pub fn random_unit<R: Rng + ?Sized>(n: &BigUint, rng: &mut R) -> BigUint {
 }
 
 /// `L(x) = (x − 1) / n`, asserting that `x ≡ 1 (mod n)`.
-pub fn l_function(x: &BigUint, n: &BigUint) -> BigUint {
+pub(crate) fn l_function(x: &BigUint, n: &BigUint) -> BigUint {
     let x_minus_1 = x - 1u32;
     assert!(
         (&x_minus_1 % n).is_zero(),
@@ -49,7 +49,7 @@ pub fn l_function(x: &BigUint, n: &BigUint) -> BigUint {
 }
 
 /// Textbook Paillier: `c = (1 + m·n)·r^n mod n²` with `r` uniform in `Z*_n`.
-pub fn textbook_encrypt<R: Rng + ?Sized>(n: &BigUint, m: &BigUint, rng: &mut R) -> BigUint {
+pub(crate) fn textbook_encrypt<R: Rng + ?Sized>(n: &BigUint, m: &BigUint, rng: &mut R) -> BigUint {
     let n2 = n * n;
     let r = random_unit(n, rng);
     let g_m = (BigUint::one() + m * n) % &n2;
@@ -57,7 +57,12 @@ pub fn textbook_encrypt<R: Rng + ?Sized>(n: &BigUint, m: &BigUint, rng: &mut R) 
 }
 
 /// `(1 + m·n)·h_s^α mod n²`, the encryption of DESIGN §3 written out directly.
-pub fn encrypt_with_base(n: &BigUint, h_s: &BigUint, m: &BigUint, alpha: &BigUint) -> BigUint {
+pub(crate) fn encrypt_with_base(
+    n: &BigUint,
+    h_s: &BigUint,
+    m: &BigUint,
+    alpha: &BigUint,
+) -> BigUint {
     let n2 = n * n;
     let g_m = (BigUint::one() + m * n) % &n2;
     (g_m * h_s.modpow(alpha, &n2)) % &n2
@@ -65,7 +70,7 @@ pub fn encrypt_with_base(n: &BigUint, h_s: &BigUint, m: &BigUint, alpha: &BigUin
 
 /// Standard Paillier decryption with the factors: `λ = lcm(p − 1, q − 1)`,
 /// `μ = L(g^λ mod n²)⁻¹ mod n` with `g = n + 1`, `M = L(c^λ mod n²)·μ mod n`.
-pub fn standard_decrypt(p: &BigUint, q: &BigUint, c: &BigUint) -> BigUint {
+pub(crate) fn standard_decrypt(p: &BigUint, q: &BigUint, c: &BigUint) -> BigUint {
     let n = p * q;
     let n2 = &n * &n;
     let lambda = (p - 1u32).lcm(&(q - 1u32));
@@ -77,14 +82,18 @@ pub fn standard_decrypt(p: &BigUint, q: &BigUint, c: &BigUint) -> BigUint {
 }
 
 /// `n!`.
-pub fn factorial(n: u64) -> BigUint {
+pub(crate) fn factorial(n: u64) -> BigUint {
     (1..=n).fold(BigUint::one(), |acc, k| acc * k)
 }
 
 /// Combining of DESIGN §3 written out directly: `μ_i = Δ·Π_{j≠i} j/(j − i)`,
 /// `c′ = Π c_i^{2μ_i} mod n²`, `M = L(c′)·(4Δ²)⁻¹ mod n`. `partials` holds `(i, c_i)` for the
 /// holders of the set `S`; `holders` is `ℓ`.
-pub fn independent_combine(n: &BigUint, holders: u64, partials: &[(u64, BigUint)]) -> BigUint {
+pub(crate) fn independent_combine(
+    n: &BigUint,
+    holders: u64,
+    partials: &[(u64, BigUint)],
+) -> BigUint {
     let n2 = n * n;
     let delta = factorial(holders);
     let mut c_prime = BigUint::one();
@@ -114,7 +123,7 @@ pub fn independent_combine(n: &BigUint, holders: u64, partials: &[(u64, BigUint)
 
 /// Decrypts through the threshold path: each holder in `holders` (0-based positions into
 /// `shares`) makes a proven decryption share, and `verify_and_combine` must accept them all.
-pub fn threshold_decrypt<R: Rng + ?Sized>(
+pub(crate) fn threshold_decrypt<R: Rng + ?Sized>(
     pk: &PublicKey,
     shares: &[KeyShare],
     holders: &[usize],
