@@ -43,7 +43,7 @@ pub(crate) struct EncryptArgs {
     #[command(flatten)]
     key: KeyArg,
     /// Non-negative decimal integers below n, one ciphertext each.
-    #[arg(required = true, value_name = "VALUE")]
+    #[arg(required = true, value_name = "VALUE", allow_negative_numbers = true)]
     values: Vec<String>,
     /// Use textbook randomness r^n (r uniform in Z*_n) instead of the fast base h_s^α.
     #[arg(long)]
@@ -69,7 +69,7 @@ pub(crate) struct MulArgs {
     #[arg(value_name = "CIPHERTEXTS.json")]
     input: PathBuf,
     /// The non-negative decimal scalar k.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     by: String,
 }
 
@@ -199,6 +199,12 @@ fn partial_decrypt(args: PartialDecryptArgs) -> Result<String> {
     let pk = files::public_key(&args.key.key)?;
     let share = files::key_share(&pk, &args.share)?;
     let cts = files::ciphertexts(&pk, &args.input)?;
+    if cts.is_empty() {
+        bail!(
+            "{}: holds no ciphertexts; nothing to decrypt",
+            args.input.display()
+        );
+    }
     let context = args.context.as_bytes();
     let ds = share
         .decrypt(&pk, &cts, context, &mut rand::rng())
@@ -295,7 +301,18 @@ fn combine(args: CombineArgs) -> Result<String> {
     let (shares, context) = load_shares(&pk, &args.shares, args.context.as_deref())?;
     let combined = paillier::verify_and_combine(&pk, &cts, &context, &shares)?;
     for e in &combined.rejected {
-        eprintln!("warning: {e}; share skipped");
+        let holder = match e {
+            spddl_crypto::Error::InvalidDecryptionShare { holder, .. }
+            | spddl_crypto::Error::DuplicateShare { holder } => Some(*holder),
+            _ => None,
+        };
+        let files: Vec<String> = shares
+            .iter()
+            .zip(&args.shares)
+            .filter(|(s, _)| Some(s.holder) == holder)
+            .map(|(_, p)| p.display().to_string())
+            .collect();
+        eprintln!("warning: {}: {e}; share skipped", files.join(", "));
     }
     let doc = json!({
         "key_id": pk.key_id().to_string(),

@@ -36,6 +36,7 @@ pub(crate) fn run(args: KeygenArgs) -> Result<()> {
             args.bits
         );
     }
+    Dealer::check_threshold(args.threshold, args.holders)?;
     let public_path = args.out.join("public.json");
     let share_paths: Vec<PathBuf> = (1..=args.holders)
         .map(|i| args.out.join(format!("share-{i}.json")))

@@ -37,10 +37,12 @@ pub enum Error {
         reason: &'static str,
     },
     /// A plaintext outside `[0, n)`.
-    #[error("plaintext does not fit below the modulus n ({bits} bits)")]
+    #[error("plaintext of {bits} bits is not below the {modulus_bits}-bit modulus n")]
     PlaintextTooLarge {
         /// Bit length of the value that was given.
         bits: u64,
+        /// Bit length of `n`.
+        modulus_bits: u64,
     },
     /// A decryption share whose proof of correct partial decryption does not verify.
     #[error("decryption share from holder {holder} failed verification: {reason}")]
@@ -52,12 +54,14 @@ pub enum Error {
     },
     /// Fewer valid decryption shares than the threshold `t`.
     #[error(
-        "not enough valid decryption shares: {valid} of threshold {threshold}{}",
+        "not enough valid decryption shares: {} of threshold {threshold}{}{}",
+        .valid.len(),
+        holders_suffix(.valid),
         culprits_suffix(.culprits)
     )]
     NotEnoughShares {
-        /// Distinct valid shares available.
-        valid: usize,
+        /// The holders whose valid shares were available, in increasing order.
+        valid: Vec<ShareIndex>,
         /// The threshold `t`.
         threshold: u16,
         /// Holders whose shares were rejected.
@@ -92,6 +96,14 @@ fn position_suffix(position: &Option<usize>) -> String {
     position
         .map(|p| format!(" at position {p}"))
         .unwrap_or_default()
+}
+
+fn holders_suffix(valid: &[ShareIndex]) -> String {
+    if valid.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = valid.iter().map(|c| c.to_string()).collect();
+    format!(" (from holders {})", names.join(", "))
 }
 
 fn culprits_suffix(culprits: &[ShareIndex]) -> String {

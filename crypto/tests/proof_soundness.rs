@@ -326,7 +326,7 @@ fn a_cheating_holder_is_dropped_and_blamed_by_verify_and_combine() {
     assert_eq!(
         err,
         Error::NotEnoughShares {
-            valid: 1,
+            valid: vec![s.shares[1].index()],
             threshold: 2,
             culprits: vec![cheater]
         }

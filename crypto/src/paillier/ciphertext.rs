@@ -16,7 +16,10 @@ impl Plaintext {
     /// A plaintext, checked to be below `n`.
     pub fn new(pk: &PublicKey, m: BigUint) -> Result<Self, Error> {
         if &m >= pk.n() {
-            return Err(Error::PlaintextTooLarge { bits: m.bits() });
+            return Err(Error::PlaintextTooLarge {
+                bits: m.bits(),
+                modulus_bits: pk.bits(),
+            });
         }
         Ok(Plaintext(m))
     }

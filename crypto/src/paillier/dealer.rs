@@ -79,6 +79,17 @@ impl Dealer {
         self.p.get() * self.q.get()
     }
 
+    /// Checks `1 ≤ t ≤ ℓ ≤` [`MAX_HOLDERS`], so a caller can refuse bad parameters before
+    /// spending seconds on [`Dealer::generate`].
+    pub fn check_threshold(threshold: u16, holders: u16) -> Result<(), Error> {
+        if holders == 0 || holders > MAX_HOLDERS || threshold == 0 || threshold > holders {
+            return Err(Error::InvalidParameters(format!(
+                "threshold {threshold} of {holders} holders: need 1 ≤ t ≤ ℓ ≤ {MAX_HOLDERS}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Deals a key with threshold `t` among `ℓ` holders: the public key and shares `s_1..s_ℓ`.
     pub fn deal<R: Rng + ?Sized>(
         &self,
@@ -86,11 +97,7 @@ impl Dealer {
         holders: u16,
         rng: &mut R,
     ) -> Result<(PublicKey, Vec<KeyShare>), Error> {
-        if holders == 0 || holders > MAX_HOLDERS || threshold == 0 || threshold > holders {
-            return Err(Error::InvalidParameters(format!(
-                "threshold {threshold} of {holders} holders: need 1 ≤ t ≤ ℓ ≤ {MAX_HOLDERS}"
-            )));
-        }
+        Self::check_threshold(threshold, holders)?;
         let (p, q) = (self.p.get(), self.q.get());
         let n = p * q;
         let n_squared = &n * &n;

@@ -191,7 +191,7 @@ pub fn combine(pk: &PublicKey, shares: &[VerifiedShare]) -> Result<Vec<Plaintext
     }
     if shares.len() < t {
         return Err(Error::NotEnoughShares {
-            valid: shares.len(),
+            valid: seen.into_iter().collect(),
             threshold: pk.threshold(),
             culprits: Vec::new(),
         });
@@ -284,17 +284,18 @@ pub fn verify_and_combine(
         }
     }
     if valid.len() < usize::from(pk.threshold()) {
+        // A duplicate of a valid share is refused but blames no one.
         let culprits = rejected
             .iter()
             .filter_map(|e| match e {
-                Error::InvalidDecryptionShare { holder, .. } | Error::DuplicateShare { holder } => {
-                    Some(*holder)
-                }
+                Error::InvalidDecryptionShare { holder, .. } => Some(*holder),
                 _ => None,
             })
             .collect();
+        let mut holders: Vec<ShareIndex> = valid.iter().map(|v| v.holder).collect();
+        holders.sort();
         return Err(Error::NotEnoughShares {
-            valid: valid.len(),
+            valid: holders,
             threshold: pk.threshold(),
             culprits,
         });
