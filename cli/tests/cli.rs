@@ -1015,11 +1015,7 @@ fn a_key_share_readable_by_others_works_with_a_warning() {
     key.partial_decrypt(2, &cts);
 }
 
-// ---------------------------------------------------------------------------------------
-// Known bugs, kept as failing tests until fixed.
-// ---------------------------------------------------------------------------------------
-
-#[ignore = "bug: the error blames the key-share file instead of the empty ciphertext file"]
+#[test]
 fn partial_decrypt_of_an_empty_file_names_that_file() {
     let key = Key::deal(2, 3);
     let cts = key.encrypt("cts.json", &["1".into()]);
