@@ -24,9 +24,10 @@ pub(crate) enum CryptoCommand {
     /// A key-share holder's partial decryption of a ciphertext file, with its proof.
     PartialDecrypt(PartialDecryptArgs),
     /// Check decryption-share files against the public key and the ciphertexts.
-    VerifyShare(VerifyShareArgs),
-    /// Combine any t valid decryption shares into the plaintexts.
-    Combine(CombineArgs),
+    VerifyShare(SharesArgs),
+    /// Combine any t valid decryption shares into the plaintexts; shares that fail
+    /// verification are named and skipped.
+    Combine(SharesArgs),
 }
 
 /// The public key every command needs.
@@ -90,9 +91,9 @@ pub(crate) struct PartialDecryptArgs {
     context: String,
 }
 
-/// Options of `spddl crypto verify-share`.
+/// Options of `spddl crypto verify-share` and `spddl crypto combine`.
 #[derive(Args)]
-pub(crate) struct VerifyShareArgs {
+pub(crate) struct SharesArgs {
     #[command(flatten)]
     key: KeyArg,
     /// The ciphertext file the shares claim to decrypt.
@@ -103,24 +104,6 @@ pub(crate) struct VerifyShareArgs {
     #[arg(long)]
     context: Option<String>,
     /// Decryption-share files written by `spddl crypto partial-decrypt`.
-    #[arg(required = true, value_name = "SHARE.json")]
-    shares: Vec<PathBuf>,
-}
-
-/// Options of `spddl crypto combine`.
-#[derive(Args)]
-pub(crate) struct CombineArgs {
-    #[command(flatten)]
-    key: KeyArg,
-    /// The ciphertext file the shares decrypt.
-    #[arg(long, short = 'c', value_name = "CIPHERTEXTS.json")]
-    ciphertexts: PathBuf,
-    /// Expected context; by default the context recorded in the share files (which must
-    /// agree).
-    #[arg(long)]
-    context: Option<String>,
-    /// Decryption-share files; shares that fail verification are named and skipped, and any
-    /// t valid ones are combined.
     #[arg(required = true, value_name = "SHARE.json")]
     shares: Vec<PathBuf>,
 }
@@ -212,17 +195,25 @@ fn partial_decrypt(args: PartialDecryptArgs) -> Result<String> {
     Ok(decryption_share_to_json(&ds, context))
 }
 
-/// Loads share files and settles the context they are checked against.
-fn load_shares(
-    pk: &PublicKey,
-    paths: &[PathBuf],
-    context: Option<&str>,
-) -> Result<(Vec<paillier::DecryptionShare>, Vec<u8>)> {
+/// What `verify-share` and `combine` work on.
+type LoadedShares = (
+    PublicKey,
+    Vec<Ciphertext>,
+    Vec<paillier::DecryptionShare>,
+    Vec<u8>,
+);
+
+/// Loads the key, ciphertexts and share files, and settles the context the shares are checked
+/// against.
+fn load_shares(args: &SharesArgs) -> Result<LoadedShares> {
+    let pk = files::public_key(&args.key.key)?;
+    let cts = files::ciphertexts(&pk, &args.ciphertexts)?;
+    let paths = &args.shares;
     let loaded = paths
         .iter()
-        .map(|p| files::decryption_share(pk, p))
+        .map(|p| files::decryption_share(&pk, p))
         .collect::<Result<Vec<_>>>()?;
-    let context = match context {
+    let context = match args.context.as_deref() {
         Some(c) => c.as_bytes().to_vec(),
         None => {
             let first = loaded[0].1.clone();
@@ -249,7 +240,8 @@ fn load_shares(
             );
         }
     }
-    Ok((loaded.into_iter().map(|(s, _)| s).collect(), context))
+    let shares = loaded.into_iter().map(|(s, _)| s).collect();
+    Ok((pk, cts, shares, context))
 }
 
 fn show_context(c: &[u8]) -> String {
@@ -263,10 +255,8 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn verify_share(args: VerifyShareArgs) -> Result<()> {
-    let pk = files::public_key(&args.key.key)?;
-    let cts = files::ciphertexts(&pk, &args.ciphertexts)?;
-    let (shares, context) = load_shares(&pk, &args.shares, args.context.as_deref())?;
+fn verify_share(args: SharesArgs) -> Result<()> {
+    let (pk, cts, shares, context) = load_shares(&args)?;
     let mut report = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     for (share, path) in shares.iter().zip(&args.shares) {
@@ -295,10 +285,8 @@ fn verify_share(args: VerifyShareArgs) -> Result<()> {
     }
 }
 
-fn combine(args: CombineArgs) -> Result<String> {
-    let pk = files::public_key(&args.key.key)?;
-    let cts = files::ciphertexts(&pk, &args.ciphertexts)?;
-    let (shares, context) = load_shares(&pk, &args.shares, args.context.as_deref())?;
+fn combine(args: SharesArgs) -> Result<String> {
+    let (pk, cts, shares, context) = load_shares(&args)?;
     let combined = paillier::verify_and_combine(&pk, &cts, &context, &shares)?;
     for e in &combined.rejected {
         let holder = match e {
