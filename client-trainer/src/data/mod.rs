@@ -1,0 +1,1 @@
+//! Datasets and partitioning (being written).

@@ -1,0 +1,1 @@
+//! Models and local training (being written).
