@@ -326,21 +326,21 @@ mod tests {
     #[test]
     fn every_config_field_is_signed() {
         let base = config().transcript();
-        let changes: Vec<Box<dyn Fn(&mut RoundConfig)>> = vec![
-            Box::new(|c| c.round = RoundId(4)),
-            Box::new(|c| c.num_params += 1),
-            Box::new(|c| c.clip_norm = 5.5),
-            Box::new(|c| c.quant_range = 0.25),
-            Box::new(|c| c.value_bits = 15),
-            Box::new(|c| c.max_total_weight += 1),
-            Box::new(|c| c.min_contributors += 1),
-            Box::new(|c| c.local_epochs += 1),
-            Box::new(|c| c.batch_size += 1),
-            Box::new(|c| c.learning_rate = 0.2),
-            Box::new(|c| c.momentum = 0.0),
-            Box::new(|c| c.weight_decay = 1e-4),
-            Box::new(|c| c.proximal_mu = 0.01),
-            Box::new(|c| c.model_digest = RoundConfig::digest_model(&[0.5, -1.5])),
+        let changes: [fn(&mut RoundConfig); 14] = [
+            |c| c.round = RoundId(4),
+            |c| c.num_params += 1,
+            |c| c.clip_norm = 5.5,
+            |c| c.quant_range = 0.25,
+            |c| c.value_bits = 15,
+            |c| c.max_total_weight += 1,
+            |c| c.min_contributors += 1,
+            |c| c.local_epochs += 1,
+            |c| c.batch_size += 1,
+            |c| c.learning_rate = 0.2,
+            |c| c.momentum = 0.0,
+            |c| c.weight_decay = 1e-4,
+            |c| c.proximal_mu = 0.01,
+            |c| c.model_digest = RoundConfig::digest_model(&[0.5, -1.5]),
         ];
         for (i, change) in changes.iter().enumerate() {
             let mut c = config();
