@@ -1,4 +1,240 @@
-//! Fog worker of SPDDL: verifies uploads, adds ciphertexts homomorphically, forwards one signed aggregate.
+//! Fog worker of SPDDL (DESIGN §2): checks its clients' uploads, multiplies their ciphertexts
+//! (adding the encrypted updates) and forwards one signed [`FogAggregate`].
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md` §1; its round logic
-//! arrives with the training issue. It re-exports nothing yet.
+//! A sans-IO core: [`FogRound`] takes [`Upload`]s and returns errors or an aggregate; the
+//! simulation and the gRPC service only move the messages.
+
+use std::collections::BTreeMap;
+
+use spddl_crypto::identity::{SigningKey, VerifyingKey, verify_batch};
+use spddl_crypto::paillier::{Ciphertext, PublicKey};
+use spddl_proto::{ClientId, FogAggregate, FogId, Registry, RoundId, Sender, Upload};
+
+/// Why an upload was rejected. Every variant names the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FogError {
+    /// The signature does not verify under the client's registered key.
+    #[error("{client}: signature does not verify")]
+    BadSignature {
+        /// The claimed sender.
+        client: ClientId,
+    },
+    /// The sender is not in the registry.
+    #[error("{client}: unknown client")]
+    UnknownClient {
+        /// The claimed sender.
+        client: ClientId,
+    },
+    /// The client is registered but not assigned to this fog worker this round.
+    #[error("{client}: not assigned to this fog worker in this round")]
+    NotAssigned {
+        /// The sender.
+        client: ClientId,
+    },
+    /// The upload is for another round.
+    #[error("{client}: upload is for {got}, this is {expected}")]
+    WrongRound {
+        /// The sender.
+        client: ClientId,
+        /// The upload's round.
+        got: RoundId,
+        /// The round in progress.
+        expected: RoundId,
+    },
+    /// The client already uploaded in this round.
+    #[error("{client}: second upload in the same round")]
+    Duplicate {
+        /// The sender.
+        client: ClientId,
+    },
+    /// The ciphertext vector has the wrong length.
+    #[error("{client}: {got} ciphertexts, expected {expected}")]
+    WrongLength {
+        /// The sender.
+        client: ClientId,
+        /// Ciphertexts received.
+        got: usize,
+        /// Ciphertexts expected (`⌈m / S⌉`).
+        expected: usize,
+    },
+    /// A weight of zero, or one above the round's bound, which could overflow the packing.
+    #[error("{client}: weight {weight} is outside 1..={max}")]
+    BadWeight {
+        /// The sender.
+        client: ClientId,
+        /// The declared weight.
+        weight: u64,
+        /// The round's per-client bound.
+        max: u64,
+    },
+}
+
+/// One fog worker's state for one round.
+#[derive(Debug)]
+pub struct FogRound {
+    pk: PublicKey,
+    fog: FogId,
+    round: RoundId,
+    assigned: BTreeMap<ClientId, VerifyingKey>,
+    expected_len: usize,
+    max_weight: u64,
+    accepted: BTreeMap<ClientId, u64>,
+    /// Running element-wise product of the accepted ciphertexts.
+    sum: Vec<Ciphertext>,
+}
+
+impl FogRound {
+    /// Opens a round for the clients `assigned` to this fog. Clients missing from the
+    /// registry are left out (their uploads are refused as unknown). `expected_len` is
+    /// `⌈m / S⌉`; `max_weight` bounds any one client's weight.
+    pub fn new(
+        pk: &PublicKey,
+        fog: FogId,
+        round: RoundId,
+        registry: &Registry,
+        assigned: &[ClientId],
+        expected_len: usize,
+        max_weight: u64,
+    ) -> Self {
+        let assigned = assigned
+            .iter()
+            .filter_map(|c| registry.key_of(Sender::Client(*c)).map(|k| (*c, *k)))
+            .collect();
+        FogRound {
+            pk: pk.clone(),
+            fog,
+            round,
+            assigned,
+            expected_len,
+            max_weight,
+            accepted: BTreeMap::new(),
+            sum: Vec::new(),
+        }
+    }
+
+    /// Checks everything but the signature.
+    fn precheck(&self, up: &Upload, registry: &Registry) -> Result<(), FogError> {
+        let client = up.client;
+        if up.round != self.round {
+            return Err(FogError::WrongRound {
+                client,
+                got: up.round,
+                expected: self.round,
+            });
+        }
+        if !self.assigned.contains_key(&client) {
+            return Err(if registry.key_of(Sender::Client(client)).is_some() {
+                FogError::NotAssigned { client }
+            } else {
+                FogError::UnknownClient { client }
+            });
+        }
+        if self.accepted.contains_key(&client) {
+            return Err(FogError::Duplicate { client });
+        }
+        if up.ciphertexts.len() != self.expected_len {
+            return Err(FogError::WrongLength {
+                client,
+                got: up.ciphertexts.len(),
+                expected: self.expected_len,
+            });
+        }
+        if up.weight == 0 || up.weight > self.max_weight {
+            return Err(FogError::BadWeight {
+                client,
+                weight: up.weight,
+                max: self.max_weight,
+            });
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, up: &Upload) {
+        self.accepted.insert(up.client, up.weight);
+        if self.sum.is_empty() {
+            self.sum = up.ciphertexts.clone();
+        } else {
+            for (s, c) in self.sum.iter_mut().zip(&up.ciphertexts) {
+                *s = self.pk.add(s, c);
+            }
+        }
+    }
+
+    /// Checks one upload and adds it to the sum.
+    pub fn receive(&mut self, up: &Upload, registry: &Registry) -> Result<(), FogError> {
+        self.precheck(up, registry)?;
+        let key = self.assigned[&up.client];
+        key.verify(&up.transcript(&self.pk), &up.signature)
+            .map_err(|_| FogError::BadSignature { client: up.client })?;
+        self.accept(up);
+        Ok(())
+    }
+
+    /// Checks a batch of uploads, verifying their signatures together (ed25519 batch
+    /// verification), and adds the good ones. Returns the rejections: first those found
+    /// before any signature is checked, in input order, then the bad signatures.
+    pub fn receive_all(&mut self, uploads: &[Upload], registry: &Registry) -> Vec<FogError> {
+        let mut errors = Vec::new();
+        let mut candidates: Vec<&Upload> = Vec::new();
+        for up in uploads {
+            // A client that appears twice in one batch: the second copy is a duplicate.
+            let repeated = candidates.iter().any(|c| c.client == up.client);
+            match self.precheck(up, registry) {
+                Ok(()) if repeated => errors.push(FogError::Duplicate { client: up.client }),
+                Ok(()) => candidates.push(up),
+                Err(e) => errors.push(e),
+            }
+        }
+        let transcripts: Vec<_> = candidates.iter().map(|u| u.transcript(&self.pk)).collect();
+        let items: Vec<_> = candidates
+            .iter()
+            .zip(&transcripts)
+            .map(|(u, t)| (&self.assigned[&u.client], t, &u.signature))
+            .collect();
+        let bad: Vec<usize> = match verify_batch(&items) {
+            Ok(()) => Vec::new(),
+            Err(spddl_crypto::identity::SignatureError::BatchFailed { culprits }) => culprits,
+            // Any other batch error: fall back to checking each one.
+            Err(_) => (0..candidates.len())
+                .filter(|&i| items[i].0.verify(items[i].1, items[i].2).is_err())
+                .collect(),
+        };
+        for (i, up) in candidates.into_iter().enumerate() {
+            if bad.contains(&i) {
+                errors.push(FogError::BadSignature { client: up.client });
+            } else {
+                self.accept(up);
+            }
+        }
+        errors
+    }
+
+    /// How many uploads were accepted.
+    pub fn contributors(&self) -> usize {
+        self.accepted.len()
+    }
+
+    /// The round this fog worker is collecting.
+    pub fn round(&self) -> RoundId {
+        self.round
+    }
+
+    /// Closes the round and signs the aggregate. With no accepted upload there is nothing
+    /// to forward (`None`).
+    pub fn finish(self, key: &SigningKey) -> Option<FogAggregate> {
+        if self.accepted.is_empty() {
+            return None;
+        }
+        let contributors: Vec<(ClientId, u64)> = self.accepted.into_iter().collect();
+        let transcript =
+            FogAggregate::transcript_for(&self.pk, self.round, self.fog, &contributors, &self.sum);
+        Some(FogAggregate {
+            round: self.round,
+            fog: self.fog,
+            contributors,
+            ciphertexts: self.sum,
+            signature: key.sign(&transcript),
+        })
+    }
+}
