@@ -1,4 +1,15 @@
-//! Cloud aggregator of SPDDL: round orchestration, combining fog aggregates and decryption shares, strategies.
+//! Cloud aggregator of SPDDL (DESIGN §2): collects signed fog aggregates, refuses to decrypt
+//! fewer than `min_contributors` updates, asks `t` key holders (more only when shares are
+//! missing or fail their proofs), combines, decodes, and lets a [`Strategy`] turn the mean
+//! update into the next global model.
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md` §1; its round logic
-//! arrives with the training issue. It re-exports nothing yet.
+//! A sans-IO core: a round is [`Collecting`], then [`Decrypting`], then a [`RoundOutcome`];
+//! each step consumes the previous state, so a step cannot be skipped or repeated.
+
+mod error;
+mod round;
+mod strategy;
+
+pub use error::AggregatorError;
+pub use round::{Collecting, Decrypting, RoundOutcome, assign_round_robin};
+pub use strategy::{FedAdam, FedAvg, Strategy};

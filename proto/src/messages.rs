@@ -1,6 +1,7 @@
 //! The messages of a round (DESIGN §2) and the transcripts their signatures cover (DESIGN §5).
 
 use sha2::{Digest, Sha256};
+use spddl_crypto::encoding::{Encoder, EncodingError, PackingParams, Quantizer};
 use spddl_crypto::identity::{Signature, SigningKey, Transcript};
 use spddl_crypto::paillier::{Ciphertext, DecryptionShare, PublicKey};
 
@@ -94,6 +95,17 @@ impl RoundConfig {
             .append_u64("proximal-mu", self.proximal_mu.to_bits())
             .append_bytes("model-digest", &self.model_digest);
         t
+    }
+
+    /// The encoder every party derives from this config (DESIGN §4): quantization to
+    /// `value_bits` over `[−quant_range, quant_range]`, packed with head-room for
+    /// `max_total_weight` into plaintexts of the key's modulus size.
+    pub fn encoder(&self, pk: &PublicKey) -> Result<Encoder, EncodingError> {
+        let modulus_bits = u32::try_from(pk.bits()).unwrap_or(u32::MAX);
+        Encoder::new(
+            Quantizer::new(self.quant_range, self.value_bits)?,
+            PackingParams::new(self.value_bits, self.max_total_weight, modulus_bits)?,
+        )
     }
 
     /// SHA-256 of model parameters as little-endian `f32`s, for [`RoundConfig::model_digest`].

@@ -174,6 +174,31 @@ impl Encoder {
         self.packing.pack(&self.quantizer.quantize(values, rng)?)
     }
 
+    /// [`Encoder::encode`], then every slot multiplied by `weight`: the packed form of
+    /// `weight · u` for weighted averaging (DESIGN §4: weights count into the head-room).
+    /// Decode a sum of such vectors with `contributions = Σ weight`; it cannot overflow while
+    /// that total stays within `max_contributions`, which this checks for one vector.
+    pub fn encode_weighted<R: rand::Rng + ?Sized>(
+        &self,
+        values: &[f64],
+        weight: u64,
+        rng: &mut R,
+    ) -> Result<Vec<BigUint>, EncodingError> {
+        if weight == 0 || weight > self.packing.max_contributions() {
+            return Err(EncodingError::TooManyContributions {
+                contributions: weight,
+                max: self.packing.max_contributions(),
+            });
+        }
+        // Multiplying the packed integer multiplies every slot: Σ_j (w·u_j)·2^{jb} with each
+        // w·u_j < w·2^q ≤ 2^b, so no slot carries into the next.
+        Ok(self
+            .encode(values, rng)?
+            .into_iter()
+            .map(|p| p * weight)
+            .collect())
+    }
+
     /// Unpacks the sum of `contributions` encoded vectors of length `len` and returns the sums
     /// of their clipped values, each within `contributions` quantization steps.
     pub fn decode_sum(
@@ -192,6 +217,39 @@ mod tests {
     use super::*;
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha20Rng;
+
+    #[test]
+    fn weighted_encodings_sum_to_the_weighted_sum() {
+        let mut rng = ChaCha20Rng::seed_from_u64(17);
+        let enc = Encoder::new(
+            Quantizer::new(1.0, 12).unwrap(),
+            PackingParams::new(12, 300, 1024).unwrap(),
+        )
+        .unwrap();
+        let xs = [vec![0.5, -0.25, 1.0, -1.0], vec![-0.5, 0.75, 0.0, 1.0]];
+        let ws = [100u64, 200];
+        let mut total: Vec<BigUint> = vec![BigUint::ZERO; enc.packing().plaintexts_for(4)];
+        for (x, w) in xs.iter().zip(ws) {
+            for (t, p) in total
+                .iter_mut()
+                .zip(enc.encode_weighted(x, w, &mut rng).unwrap())
+            {
+                *t += p;
+            }
+        }
+        let got = enc.decode_sum(&total, 4, 300).unwrap();
+        let step = enc.quantizer().step();
+        for j in 0..4 {
+            let want = 100.0 * xs[0][j] + 200.0 * xs[1][j];
+            assert!(
+                (got[j] - want).abs() <= 300.0 * step,
+                "{j}: {} vs {want}",
+                got[j]
+            );
+        }
+        assert!(enc.encode_weighted(&xs[0], 0, &mut rng).is_err());
+        assert!(enc.encode_weighted(&xs[0], 301, &mut rng).is_err());
+    }
 
     #[test]
     fn new_refuses_mismatched_value_bits() {

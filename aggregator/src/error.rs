@@ -1,0 +1,110 @@
+//! The aggregator's errors; each names the fog worker, client or key holder to blame.
+
+use spddl_crypto::paillier::ShareIndex;
+use spddl_proto::{ClientId, FogId, RoundId};
+
+/// Why the aggregator refused a message or could not finish a round.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregatorError {
+    /// A fog worker that is not registered.
+    #[error("{fog}: unknown fog worker")]
+    UnknownFog {
+        /// The claimed sender.
+        fog: FogId,
+    },
+    /// A message for another round.
+    #[error("{sender}: message is for {got}, this is {expected}")]
+    WrongRound {
+        /// Who sent it.
+        sender: String,
+        /// Its round.
+        got: RoundId,
+        /// The round in progress.
+        expected: RoundId,
+    },
+    /// A fog aggregate whose signature does not verify.
+    #[error("{fog}: signature on its aggregate does not verify")]
+    BadFogSignature {
+        /// The sender.
+        fog: FogId,
+    },
+    /// A second aggregate from the same fog worker.
+    #[error("{fog}: second aggregate in the same round")]
+    DuplicateAggregate {
+        /// The sender.
+        fog: FogId,
+    },
+    /// A fog aggregate claiming a client that was not assigned to it.
+    #[error("{fog}: claims {client}, which was not assigned to it")]
+    ClientNotAssigned {
+        /// The fog worker.
+        fog: FogId,
+        /// The client.
+        client: ClientId,
+    },
+    /// A fog aggregate with the wrong number of ciphertexts.
+    #[error("{fog}: {got} ciphertexts, expected {expected}")]
+    WrongLength {
+        /// The fog worker.
+        fog: FogId,
+        /// Received.
+        got: usize,
+        /// Expected.
+        expected: usize,
+    },
+    /// Fewer contributors than the round's minimum: the sum is not decrypted.
+    #[error("only {got} contributors, the round needs at least {min}: not decrypting")]
+    TooFewContributors {
+        /// Contributors collected.
+        got: usize,
+        /// The minimum.
+        min: u32,
+    },
+    /// The total weight exceeds the packing's head-room; decoding could overflow.
+    #[error("total weight {total} exceeds the packing head-room {max}")]
+    WeightOverflow {
+        /// Σ weights.
+        total: u64,
+        /// `max_total_weight` of the round.
+        max: u64,
+    },
+    /// A share response from a holder that is not registered.
+    #[error("key holder {holder}: unknown")]
+    UnknownHolder {
+        /// The claimed sender.
+        holder: ShareIndex,
+    },
+    /// A share response whose signature does not verify.
+    #[error("key holder {holder}: signature does not verify")]
+    BadHolderSignature {
+        /// The sender.
+        holder: ShareIndex,
+    },
+    /// A decryption share that failed its proof (or was malformed).
+    #[error("key holder {holder}: {reason}")]
+    BadShare {
+        /// The holder blamed.
+        holder: ShareIndex,
+        /// Why.
+        reason: String,
+    },
+    /// Every holder has been asked and fewer than `t` valid shares came back.
+    #[error(
+        "only {valid} valid decryption shares of threshold {threshold}; silent: {silent:?}, \
+         blamed: {blamed:?}"
+    )]
+    NotEnoughShares {
+        /// Valid shares.
+        valid: usize,
+        /// `t`.
+        threshold: u16,
+        /// Holders that did not answer.
+        silent: Vec<ShareIndex>,
+        /// Holders whose shares were refused.
+        blamed: Vec<ShareIndex>,
+    },
+    /// A cryptographic or encoding failure while combining or decoding.
+    #[error("combining the shares failed: {0}")]
+    Crypto(#[from] spddl_crypto::Error),
+}

@@ -1,0 +1,326 @@
+//! One round at the aggregator: collecting fog aggregates, then decrypting, then the outcome.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use spddl_crypto::identity::SigningKey;
+use spddl_crypto::paillier::{self, Ciphertext, PublicKey, ShareIndex, VerifiedShare};
+use spddl_proto::{
+    ClientId, DecryptionRequest, FogAggregate, FogId, Registry, RoundConfig, RoundId, Sender,
+    ShareResponse,
+};
+
+use crate::AggregatorError;
+
+/// Assigns clients to fog workers in turn (client `k` to fog `k mod F`).
+pub fn assign_round_robin(clients: &[ClientId], fogs: &[FogId]) -> BTreeMap<ClientId, FogId> {
+    clients
+        .iter()
+        .zip(fogs.iter().cycle())
+        .map(|(c, f)| (*c, *f))
+        .collect()
+}
+
+/// Collecting the fog workers' aggregates for a round.
+#[derive(Debug)]
+pub struct Collecting {
+    pk: PublicKey,
+    config: RoundConfig,
+    registry: Registry,
+    assignment: BTreeMap<ClientId, FogId>,
+    expected_len: usize,
+    aggregates: BTreeMap<FogId, FogAggregate>,
+}
+
+impl Collecting {
+    /// Opens a round. `assignment` says which fog worker each selected client uploads to;
+    /// `expected_len` is `⌈m / S⌉`.
+    pub fn new(
+        pk: &PublicKey,
+        config: RoundConfig,
+        registry: Registry,
+        assignment: BTreeMap<ClientId, FogId>,
+        expected_len: usize,
+    ) -> Self {
+        Collecting {
+            pk: pk.clone(),
+            config,
+            registry,
+            assignment,
+            expected_len,
+            aggregates: BTreeMap::new(),
+        }
+    }
+
+    /// The round's configuration.
+    pub fn config(&self) -> &RoundConfig {
+        &self.config
+    }
+
+    /// Checks a fog aggregate and keeps it.
+    pub fn receive(&mut self, agg: FogAggregate) -> Result<(), AggregatorError> {
+        let fog = agg.fog;
+        if agg.round != self.config.round {
+            return Err(AggregatorError::WrongRound {
+                sender: fog.to_string(),
+                got: agg.round,
+                expected: self.config.round,
+            });
+        }
+        let Some(key) = self.registry.key_of(Sender::Fog(fog)) else {
+            return Err(AggregatorError::UnknownFog { fog });
+        };
+        key.verify(&agg.transcript(&self.pk), &agg.signature)
+            .map_err(|_| AggregatorError::BadFogSignature { fog })?;
+        if self.aggregates.contains_key(&fog) {
+            return Err(AggregatorError::DuplicateAggregate { fog });
+        }
+        // Each client belongs to exactly one fog, so no client can be counted twice.
+        if let Some((client, _)) = agg
+            .contributors
+            .iter()
+            .find(|(c, _)| self.assignment.get(c) != Some(&fog))
+        {
+            return Err(AggregatorError::ClientNotAssigned {
+                fog,
+                client: *client,
+            });
+        }
+        if agg.ciphertexts.len() != self.expected_len {
+            return Err(AggregatorError::WrongLength {
+                fog,
+                got: agg.ciphertexts.len(),
+                expected: self.expected_len,
+            });
+        }
+        self.aggregates.insert(fog, agg);
+        Ok(())
+    }
+
+    /// Clients whose updates are in the aggregates received so far.
+    pub fn contributors(&self) -> Vec<ClientId> {
+        self.aggregates
+            .values()
+            .flat_map(|a| a.contributors.iter().map(|(c, _)| *c))
+            .collect()
+    }
+
+    /// Closes collection: multiplies the fog aggregates into the round's sum `C` and signs
+    /// the request to the key holders. Refuses when fewer than `min_contributors` updates
+    /// are in, so a small sum is never decrypted.
+    pub fn close(self, key: &SigningKey) -> Result<Decrypting, AggregatorError> {
+        let contributors: Vec<(ClientId, u64)> = self
+            .aggregates
+            .values()
+            .flat_map(|a| a.contributors.iter().copied())
+            .collect();
+        if contributors.len() < self.config.min_contributors as usize {
+            return Err(AggregatorError::TooFewContributors {
+                got: contributors.len(),
+                min: self.config.min_contributors,
+            });
+        }
+        let total_weight: u64 = contributors.iter().map(|(_, w)| w).sum();
+        if total_weight > self.config.max_total_weight {
+            return Err(AggregatorError::WeightOverflow {
+                total: total_weight,
+                max: self.config.max_total_weight,
+            });
+        }
+        let vectors: Vec<Vec<Ciphertext>> = self
+            .aggregates
+            .into_values()
+            .map(|a| a.ciphertexts)
+            .collect();
+        let sum = self.pk.sum_vectors(&vectors)?;
+        let round = self.config.round;
+        let count = u32::try_from(contributors.len()).unwrap_or(u32::MAX);
+        let signature = key.sign(&DecryptionRequest::transcript_for(
+            &self.pk, round, count, &sum,
+        ));
+        let request = DecryptionRequest {
+            round,
+            contributors: count,
+            ciphertexts: sum,
+            signature,
+        };
+        let context = request.context(&self.pk);
+        Ok(Decrypting {
+            pk: self.pk,
+            config: self.config,
+            registry: self.registry,
+            request,
+            context,
+            contributors,
+            total_weight,
+            asked: BTreeSet::new(),
+            silent: Vec::new(),
+            valid: Vec::new(),
+            blamed: Vec::new(),
+        })
+    }
+}
+
+/// Collecting decryption shares of the round's sum.
+#[derive(Debug)]
+pub struct Decrypting {
+    pk: PublicKey,
+    config: RoundConfig,
+    registry: Registry,
+    request: DecryptionRequest,
+    context: Vec<u8>,
+    contributors: Vec<(ClientId, u64)>,
+    total_weight: u64,
+    asked: BTreeSet<ShareIndex>,
+    silent: Vec<ShareIndex>,
+    valid: Vec<VerifiedShare>,
+    blamed: Vec<AggregatorError>,
+}
+
+impl Decrypting {
+    /// The signed request to send to the holders this round asks.
+    pub fn request(&self) -> &DecryptionRequest {
+        &self.request
+    }
+
+    /// The round.
+    pub fn round(&self) -> RoundId {
+        self.config.round
+    }
+
+    fn answered(&self, h: ShareIndex) -> bool {
+        self.silent.contains(&h)
+            || self.valid.iter().any(|v| v.holder() == h)
+            || self.blamed.iter().any(|e| blamed_holder(e) == Some(h))
+    }
+
+    /// Holders to ask now: the lowest-indexed ones not asked before, just enough that the
+    /// valid shares plus the outstanding requests reach `t`. Exactly `t` at first; more only
+    /// after holders were silent or sent bad shares. Empty when nothing more can be asked.
+    pub fn holders_to_ask(&mut self) -> Vec<ShareIndex> {
+        let t = usize::from(self.pk.threshold());
+        let outstanding = self.asked.iter().filter(|h| !self.answered(**h)).count();
+        let need = t.saturating_sub(self.valid.len() + outstanding);
+        let fresh: Vec<ShareIndex> = (1..=u64::from(self.pk.holders()))
+            .filter_map(|i| self.pk.share_index(i).ok())
+            .filter(|h| !self.asked.contains(h))
+            .take(need)
+            .collect();
+        self.asked.extend(&fresh);
+        fresh
+    }
+
+    /// Records that an asked holder did not answer in time.
+    pub fn mark_silent(&mut self, holder: ShareIndex) {
+        if self.asked.contains(&holder) && !self.answered(holder) {
+            self.silent.push(holder);
+        }
+    }
+
+    /// Checks a holder's signed share: its signature, its round, and its proof against the
+    /// round's sum and context. A bad share is recorded against its holder and returned as
+    /// the error.
+    pub fn receive(&mut self, resp: &ShareResponse) -> Result<(), AggregatorError> {
+        let holder = resp.share.holder;
+        if resp.round != self.config.round {
+            return Err(AggregatorError::WrongRound {
+                sender: format!("key holder {holder}"),
+                got: resp.round,
+                expected: self.config.round,
+            });
+        }
+        let Some(key) = self.registry.key_of(Sender::Holder(holder)) else {
+            return Err(AggregatorError::UnknownHolder { holder });
+        };
+        key.verify(&resp.transcript(), &resp.signature)
+            .map_err(|_| AggregatorError::BadHolderSignature { holder })?;
+        if self.valid.iter().any(|v| v.holder() == holder) {
+            return Ok(()); // a repeat of a share already counted changes nothing
+        }
+        match resp
+            .share
+            .verify(&self.pk, &self.request.ciphertexts, &self.context)
+        {
+            Ok(v) => {
+                self.silent.retain(|h| *h != holder); // a late answer still counts
+                self.valid.push(v);
+                Ok(())
+            }
+            Err(e) => {
+                let err = AggregatorError::BadShare {
+                    holder,
+                    reason: e.to_string(),
+                };
+                self.blamed.push(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether `t` valid shares are in.
+    pub fn is_ready(&self) -> bool {
+        self.valid.len() >= usize::from(self.pk.threshold())
+    }
+
+    /// Combines `t` valid shares, decodes the weighted sum and divides by the total weight:
+    /// the mean update `Σ w_k·Δ_k / Σ w_k`.
+    pub fn finish(self) -> Result<RoundOutcome, AggregatorError> {
+        let blamed: Vec<ShareIndex> = self.blamed.iter().filter_map(blamed_holder).collect();
+        if !self.is_ready() {
+            return Err(AggregatorError::NotEnoughShares {
+                valid: self.valid.len(),
+                threshold: self.pk.threshold(),
+                silent: self.silent,
+                blamed,
+            });
+        }
+        let plaintexts = paillier::combine(&self.pk, &self.valid)?;
+        let values: Vec<_> = plaintexts.into_iter().map(|p| p.into_value()).collect();
+        let encoder = self
+            .config
+            .encoder(&self.pk)
+            .map_err(spddl_crypto::Error::from)?;
+        let m = usize::try_from(self.config.num_params).unwrap_or(usize::MAX);
+        let sums = encoder
+            .decode_sum(&values, m, self.total_weight)
+            .map_err(spddl_crypto::Error::from)?;
+        let w = self.total_weight as f64;
+        let mut used: Vec<ShareIndex> = self.valid.iter().map(|v| v.holder()).collect();
+        used.sort();
+        used.truncate(usize::from(self.pk.threshold()));
+        Ok(RoundOutcome {
+            round: self.config.round,
+            mean_update: sums.iter().map(|s| (s / w) as f32).collect(),
+            contributors: self.contributors,
+            total_weight: self.total_weight,
+            holders_used: used,
+            silent: self.silent,
+            blamed: self.blamed,
+        })
+    }
+}
+
+fn blamed_holder(e: &AggregatorError) -> Option<ShareIndex> {
+    match e {
+        AggregatorError::BadShare { holder, .. } => Some(*holder),
+        _ => None,
+    }
+}
+
+/// What a completed round produced.
+#[derive(Debug, Clone)]
+pub struct RoundOutcome {
+    /// The round.
+    pub round: RoundId,
+    /// `Σ w_k·Δ_k / Σ w_k`, decoded (within quantization error).
+    pub mean_update: Vec<f32>,
+    /// The clients whose updates are in the sum, with their weights.
+    pub contributors: Vec<(ClientId, u64)>,
+    /// `Σ w_k`.
+    pub total_weight: u64,
+    /// The holders whose shares were combined.
+    pub holders_used: Vec<ShareIndex>,
+    /// Holders that were asked and did not answer.
+    pub silent: Vec<ShareIndex>,
+    /// Shares refused, each naming its holder.
+    pub blamed: Vec<AggregatorError>,
+}

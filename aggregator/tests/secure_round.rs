@@ -1,0 +1,346 @@
+//! One secure round in-process through the sans-IO cores: clients encode, encrypt and sign;
+//! fog workers check and add; the aggregator refuses small sums, asks `t` holders, blames bad
+//! shares, survives silent holders, and decodes the weighted mean of the updates.
+#![allow(clippy::unwrap_used)]
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use spddl_aggregator::{AggregatorError, Collecting, Decrypting, assign_round_robin};
+use spddl_crypto::identity::SigningKey;
+use spddl_crypto::paillier::{KeyShare, PublicKey, ShareIndex};
+use spddl_crypto::testing::test_key;
+use spddl_fog_worker::FogRound;
+use spddl_proto::{
+    ClientId, FogAggregate, FogId, Registry, RoundConfig, RoundId, ShareResponse, Upload,
+};
+
+const M: usize = 40; // parameters
+const ROUND: RoundId = RoundId(1);
+
+struct World {
+    pk: PublicKey,
+    shares: Vec<KeyShare>,
+    aggregator: SigningKey,
+    clients: Vec<SigningKey>,
+    fogs: Vec<SigningKey>,
+    holders: Vec<SigningKey>,
+    registry: Registry,
+    config: RoundConfig,
+    rng: ChaCha20Rng,
+}
+
+fn world(t: u16, l: u16, clients: usize, min_contributors: u32) -> World {
+    let (pk, shares) = test_key(1024, t, l, 40 + u64::from(t));
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let mut gen_keys =
+        |n: usize| -> Vec<SigningKey> { (0..n).map(|_| SigningKey::generate(&mut rng)).collect() };
+    let aggregator = gen_keys(1).pop().unwrap();
+    let (clients, fogs, holders) = (gen_keys(clients), gen_keys(2), gen_keys(l as usize));
+    let mut registry = Registry {
+        aggregator: Some(aggregator.verifying_key()),
+        ..Registry::default()
+    };
+    for (i, k) in clients.iter().enumerate() {
+        registry
+            .clients
+            .insert(ClientId(i as u32), k.verifying_key());
+    }
+    for (i, k) in fogs.iter().enumerate() {
+        registry.fogs.insert(FogId(i as u32), k.verifying_key());
+    }
+    for (i, k) in holders.iter().enumerate() {
+        let idx = pk.share_index(i as u64 + 1).unwrap();
+        registry.holders.insert(idx, k.verifying_key());
+    }
+    let config = RoundConfig {
+        round: ROUND,
+        num_params: M as u64,
+        clip_norm: 10.0,
+        quant_range: 1.0,
+        value_bits: 16,
+        max_total_weight: 10_000,
+        min_contributors,
+        local_epochs: 1,
+        batch_size: 32,
+        learning_rate: 0.1,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        proximal_mu: 0.0,
+        model_digest: RoundConfig::digest_model(&[0.0; M]),
+    };
+    World {
+        pk,
+        shares,
+        aggregator,
+        clients,
+        fogs,
+        holders,
+        registry,
+        config,
+        rng,
+    }
+}
+
+impl World {
+    fn ids(&self) -> Vec<ClientId> {
+        (0..self.clients.len() as u32).map(ClientId).collect()
+    }
+
+    /// Every client's update Δ_k and weight w_k.
+    fn updates(&mut self) -> Vec<(Vec<f64>, u64)> {
+        (0..self.clients.len())
+            .map(|_| {
+                let d: Vec<f64> = (0..M).map(|_| self.rng.random_range(-1.0..1.0)).collect();
+                (d, self.rng.random_range(10..200u64))
+            })
+            .collect()
+    }
+
+    fn upload(&mut self, k: usize, delta: &[f64], weight: u64) -> Upload {
+        let encoder = self.config.encoder(&self.pk).unwrap();
+        let plain = encoder
+            .encode_weighted(delta, weight, &mut self.rng)
+            .unwrap();
+        let cts = plain
+            .into_iter()
+            .map(|p| {
+                let m = spddl_crypto::paillier::Plaintext::new(&self.pk, p).unwrap();
+                self.pk.encrypt(&m, &mut self.rng)
+            })
+            .collect();
+        Upload::sign(
+            &self.pk,
+            &self.clients[k],
+            ROUND,
+            ClientId(k as u32),
+            weight,
+            cts,
+        )
+    }
+
+    fn expected_len(&self) -> usize {
+        self.config
+            .encoder(&self.pk)
+            .unwrap()
+            .packing()
+            .plaintexts_for(M)
+    }
+
+    /// Clients upload (those in `present`), fogs aggregate: the fog aggregates.
+    fn collect(&mut self, updates: &[(Vec<f64>, u64)], present: &[usize]) -> Vec<FogAggregate> {
+        let assignment = assign_round_robin(&self.ids(), &[FogId(0), FogId(1)]);
+        let len = self.expected_len();
+        let mut fogs: Vec<FogRound> = (0..2)
+            .map(|f| {
+                let mine: Vec<ClientId> = assignment
+                    .iter()
+                    .filter(|(_, g)| **g == FogId(f))
+                    .map(|(c, _)| *c)
+                    .collect();
+                FogRound::new(&self.pk, FogId(f), ROUND, &self.registry, &mine, len, 1000)
+            })
+            .collect();
+        for &k in present {
+            let up = self.upload(k, &updates[k].0, updates[k].1);
+            let f = assignment[&ClientId(k as u32)].0 as usize;
+            fogs[f].receive(&up, &self.registry).unwrap();
+        }
+        fogs.into_iter()
+            .zip(&self.fogs)
+            .filter_map(|(f, key)| f.finish(key))
+            .collect()
+    }
+
+    fn collecting(&self) -> Collecting {
+        let assignment = assign_round_robin(&self.ids(), &[FogId(0), FogId(1)]);
+        Collecting::new(
+            &self.pk,
+            self.config.clone(),
+            self.registry.clone(),
+            assignment,
+            self.expected_len(),
+        )
+    }
+
+    fn respond(&mut self, d: &Decrypting, h: ShareIndex) -> ShareResponse {
+        let share = self.shares[usize::from(h.get()) - 1]
+            .decrypt(
+                &self.pk,
+                &d.request().ciphertexts,
+                &d.request().context(&self.pk),
+                &mut self.rng,
+            )
+            .unwrap();
+        let signature = self.holders[usize::from(h.get()) - 1]
+            .sign(&ShareResponse::transcript_for(ROUND, &share));
+        ShareResponse {
+            round: ROUND,
+            share,
+            signature,
+        }
+    }
+}
+
+fn weighted_mean(updates: &[(Vec<f64>, u64)], present: &[usize]) -> Vec<f64> {
+    let total: u64 = present.iter().map(|&k| updates[k].1).sum();
+    (0..M)
+        .map(|j| {
+            present
+                .iter()
+                .map(|&k| updates[k].0[j] * updates[k].1 as f64)
+                .sum::<f64>()
+                / total as f64
+        })
+        .collect()
+}
+
+fn assert_close(got: &[f32], want: &[f64], step: f64) {
+    // Stochastic rounding: each weighted value is within one step per unit of weight, so the
+    // mean is within one step.
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(*g) - w).abs() <= step + 1e-6,
+            "param {j}: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn a_secure_round_decodes_the_weighted_mean_and_survives_dropouts() {
+    let mut w = world(3, 5, 10, 5);
+    let updates = w.updates();
+    // 30 % of clients drop before upload.
+    let present: Vec<usize> = (0..10).filter(|k| ![2, 5, 9].contains(k)).collect();
+    let aggs = w.collect(&updates, &present);
+    let mut collecting = w.collecting();
+    for a in aggs {
+        collecting.receive(a).unwrap();
+    }
+    let mut dec = collecting.close(&w.aggregator).unwrap();
+    w.registry
+        .aggregator
+        .unwrap()
+        .verify(&dec.request().transcript(&w.pk), &dec.request().signature)
+        .unwrap();
+
+    // Exactly t holders asked first.
+    let first = dec.holders_to_ask();
+    assert_eq!(first.iter().map(|h| h.get()).collect::<Vec<_>>(), [1, 2, 3]);
+    // Holder 1 is silent, holder 2 sends a wrong share, holder 3 is honest.
+    dec.mark_silent(first[0]);
+    let mut bad = w.respond(&dec, first[1]);
+    bad.share.partials[0] = (&bad.share.partials[0] * 2u32) % w.pk.n_squared();
+    bad.signature = w.holders[1].sign(&ShareResponse::transcript_for(ROUND, &bad.share));
+    let err = dec.receive(&bad).unwrap_err();
+    assert!(matches!(err, AggregatorError::BadShare { holder, .. } if holder.get() == 2));
+    let good = w.respond(&dec, first[2]);
+    dec.receive(&good).unwrap();
+    assert!(!dec.is_ready());
+    // Only now are more holders asked: the two that remain (ℓ − t = 2 failures absorbed).
+    let more = dec.holders_to_ask();
+    assert_eq!(more.iter().map(|h| h.get()).collect::<Vec<_>>(), [4, 5]);
+    for h in more {
+        let r = w.respond(&dec, h);
+        dec.receive(&r).unwrap();
+    }
+    assert!(dec.is_ready());
+    let step = w.config.encoder(&w.pk).unwrap().quantizer().step();
+    let out = dec.finish().unwrap();
+    assert_eq!(out.contributors.len(), 7);
+    assert_eq!(out.silent.len(), 1);
+    assert_eq!(out.blamed.len(), 1);
+    assert_eq!(
+        out.holders_used.iter().map(|h| h.get()).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert_close(&out.mean_update, &weighted_mean(&updates, &present), step);
+}
+
+#[test]
+fn fewer_than_min_contributors_are_never_decrypted() {
+    let mut w = world(2, 3, 6, 4);
+    let updates = w.updates();
+    let aggs = w.collect(&updates, &[0, 1, 3]);
+    let mut collecting = w.collecting();
+    for a in aggs {
+        collecting.receive(a).unwrap();
+    }
+    assert_eq!(
+        collecting.close(&w.aggregator).unwrap_err(),
+        AggregatorError::TooFewContributors { got: 3, min: 4 }
+    );
+}
+
+#[test]
+fn t_minus_one_honest_holders_fail_cleanly() {
+    let mut w = world(3, 4, 4, 2);
+    let updates = w.updates();
+    let aggs = w.collect(&updates, &[0, 1, 2, 3]);
+    let mut collecting = w.collecting();
+    for a in aggs {
+        collecting.receive(a).unwrap();
+    }
+    let mut dec = collecting.close(&w.aggregator).unwrap();
+    let asked = dec.holders_to_ask();
+    for h in &asked[..2] {
+        let r = w.respond(&dec, *h);
+        dec.receive(&r).unwrap();
+    }
+    dec.mark_silent(asked[2]);
+    let last = dec.holders_to_ask();
+    assert_eq!(last.len(), 1);
+    dec.mark_silent(last[0]);
+    assert!(dec.holders_to_ask().is_empty(), "nobody left to ask");
+    match dec.finish().unwrap_err() {
+        AggregatorError::NotEnoughShares {
+            valid: 2,
+            threshold: 3,
+            silent,
+            blamed,
+        } => {
+            assert_eq!(silent.len(), 2);
+            assert!(blamed.is_empty());
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn forged_or_misassigned_fog_aggregates_are_refused() {
+    let mut w = world(2, 3, 4, 1);
+    let updates = w.updates();
+    let aggs = w.collect(&updates, &[0, 1, 2, 3]);
+    let mut collecting = w.collecting();
+
+    let mut forged = aggs[0].clone();
+    forged.contributors.pop();
+    assert_eq!(
+        collecting.receive(forged).unwrap_err(),
+        AggregatorError::BadFogSignature { fog: FogId(0) }
+    );
+    // Fog 1 signs a claim to clients assigned to fog 0.
+    let stolen: Vec<(ClientId, u64)> = aggs[0].contributors.clone();
+    let sig = w.fogs[1].sign(&FogAggregate::transcript_for(
+        &w.pk,
+        ROUND,
+        FogId(1),
+        &stolen,
+        &aggs[0].ciphertexts,
+    ));
+    let misassigned = FogAggregate {
+        round: ROUND,
+        fog: FogId(1),
+        contributors: stolen,
+        ciphertexts: aggs[0].ciphertexts.clone(),
+        signature: sig,
+    };
+    assert!(matches!(
+        collecting.receive(misassigned).unwrap_err(),
+        AggregatorError::ClientNotAssigned { fog: FogId(1), .. }
+    ));
+    collecting.receive(aggs[0].clone()).unwrap();
+    assert_eq!(
+        collecting.receive(aggs[0].clone()).unwrap_err(),
+        AggregatorError::DuplicateAggregate { fog: FogId(0) }
+    );
+}
