@@ -1,4 +1,5 @@
-//! SPDDL experiments: the in-process simulation driver, scenarios, metrics and benchmark suites.
-//!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md` §1; its round logic
-//! arrives with the training issue. It re-exports nothing yet.
+//! SPDDL experiments: scenarios, the in-process simulation driver that runs the roles' sans-IO
+//! cores, and the results it writes (`metrics.csv`, `summary.json`, plots).
+
+pub mod metrics;
+pub mod scenario;

@@ -7,10 +7,12 @@
 //! Messages are plain data; the role crates' sans-IO cores produce and consume them, and the
 //! simulation and the gRPC services only move them.
 
+mod holder;
 mod ids;
 mod messages;
 mod registry;
 
+pub use holder::{HolderError, answer_request};
 pub use ids::{ClientId, FogId, RoundId};
 pub use messages::{
     DecryptionRequest, FogAggregate, PROTOCOL_VERSION, RoundConfig, ShareResponse, Upload,
