@@ -1,5 +1,6 @@
 //! Client side of SPDDL: local training in ndarray, datasets and partitioning, and the
 //! client's round logic (train → encode → encrypt → sign).
 
+pub mod client;
 pub mod data;
 pub mod model;

@@ -1,5 +1,6 @@
 //! SPDDL experiments: scenarios, the in-process simulation driver that runs the roles' sans-IO
 //! cores, and the results it writes (`metrics.csv`, `summary.json`, plots).
 
+pub mod driver;
 pub mod metrics;
 pub mod scenario;

@@ -1,0 +1,160 @@
+//! The client's round (DESIGN §2): train `E` local epochs from the global model, form the
+//! update `Δ = w_local − w_global`, clip it, then quantize, pack (weighted by the sample
+//! count), encrypt and sign it. Two steps, so a driver can time them separately; no IO.
+
+use rand::Rng;
+use spddl_crypto::identity::{SigningKey, VerifyingKey};
+use spddl_crypto::paillier::{Plaintext, PublicKey};
+use spddl_proto::{ClientId, RoundConfig, Upload};
+
+use crate::data::Dataset;
+use crate::model::{
+    Model, ModelError, ModelSpec, SgdConfig, TrainConfig, clip_l2, train_local, update_delta,
+};
+
+/// Why a client could not produce its upload.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The global model does not match the digest the aggregator signed in the round config.
+    #[error("{client}: global model does not match the round config's digest")]
+    ModelMismatch {
+        /// The client.
+        client: ClientId,
+    },
+    /// Local training failed (shapes, diverging settings).
+    #[error("{client}: local training failed: {source}")]
+    Training {
+        /// The client.
+        client: ClientId,
+        /// What failed.
+        source: ModelError,
+    },
+    /// Encoding or encryption failed (a weight above the packing head-room, say).
+    #[error("{client}: encoding the update failed: {source}")]
+    Encoding {
+        /// The client.
+        client: ClientId,
+        /// What failed.
+        source: spddl_crypto::Error,
+    },
+}
+
+/// A client's clipped update, before encryption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalUpdate {
+    /// `Δ = w_local − w_global`, clipped to the round's L2 norm.
+    pub delta: Vec<f32>,
+    /// The client's weight: its number of training samples.
+    pub weight: u64,
+    /// Mean training loss of the last local epoch.
+    pub train_loss: f32,
+    /// ‖Δ‖₂ before clipping.
+    pub norm_before_clip: f32,
+}
+
+/// One client: its identity and its local data.
+#[derive(Debug)]
+pub struct Client {
+    id: ClientId,
+    identity: SigningKey,
+    data: Dataset,
+}
+
+impl Client {
+    /// A client with its signing key and training data.
+    pub fn new(id: ClientId, identity: SigningKey, data: Dataset) -> Self {
+        Client { id, identity, data }
+    }
+
+    /// The client's id.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The client's public identity.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.identity.verifying_key()
+    }
+
+    /// Number of local training samples (the client's weight).
+    pub fn num_samples(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Trains from the global model under the round's settings and returns the clipped
+    /// update. Refuses a global model that is not the one the round config names.
+    pub fn train<R: Rng + ?Sized>(
+        &self,
+        spec: &ModelSpec,
+        config: &RoundConfig,
+        global: &[f32],
+        rng: &mut R,
+    ) -> Result<LocalUpdate, ClientError> {
+        let client = self.id;
+        if RoundConfig::digest_model(global) != config.model_digest {
+            return Err(ClientError::ModelMismatch { client });
+        }
+        let training = |source| ClientError::Training { client, source };
+        let mut model = Model::from_params(spec.clone(), global.to_vec()).map_err(training)?;
+        let train = TrainConfig {
+            epochs: config.local_epochs as usize,
+            batch_size: config.batch_size as usize,
+            sgd: SgdConfig {
+                lr: config.learning_rate as f32,
+                momentum: config.momentum as f32,
+                weight_decay: config.weight_decay as f32,
+            },
+            proximal_mu: (config.proximal_mu > 0.0).then_some(config.proximal_mu as f32),
+        };
+        let report = train_local(
+            &mut model,
+            self.data.features().view(),
+            self.data.labels(),
+            &train,
+            rng,
+        )
+        .map_err(training)?;
+        let mut delta = update_delta(model.params_slice(), global).map_err(training)?;
+        let norm_before_clip = clip_l2(&mut delta, config.clip_norm as f32).map_err(training)?;
+        Ok(LocalUpdate {
+            delta,
+            weight: self.data.len() as u64,
+            train_loss: report.loss,
+            norm_before_clip,
+        })
+    }
+
+    /// Quantizes with stochastic rounding, packs `weight · u` (DESIGN §4), encrypts each
+    /// plaintext under the threshold key and signs the upload.
+    pub fn seal<R: Rng + ?Sized>(
+        &self,
+        pk: &PublicKey,
+        config: &RoundConfig,
+        update: &LocalUpdate,
+        rng: &mut R,
+    ) -> Result<Upload, ClientError> {
+        let client = self.id;
+        let encoding = |e: spddl_crypto::Error| ClientError::Encoding { client, source: e };
+        let encoder = config
+            .encoder(pk)
+            .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
+        let values: Vec<f64> = update.delta.iter().map(|&d| f64::from(d)).collect();
+        let packed = encoder
+            .encode_weighted(&values, update.weight, rng)
+            .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
+        let ciphertexts = packed
+            .into_iter()
+            .map(|p| Ok(pk.encrypt(&Plaintext::new(pk, p)?, rng)))
+            .collect::<Result<Vec<_>, spddl_crypto::Error>>()
+            .map_err(encoding)?;
+        Ok(Upload::sign(
+            pk,
+            &self.identity,
+            config.round,
+            client,
+            update.weight,
+            ciphertexts,
+        ))
+    }
+}
