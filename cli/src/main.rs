@@ -8,6 +8,7 @@ mod bench;
 mod crypto_cmd;
 mod files;
 mod keygen;
+mod simulate;
 
 /// SPDDL: federated learning with threshold-Paillier secure aggregation.
 #[derive(Parser)]
@@ -27,6 +28,9 @@ enum Command {
     Crypto(crypto_cmd::CryptoCommand),
     /// Measure the rates of the cryptographic steps on this machine (JSON lines).
     Bench(bench::BenchArgs),
+    /// Run a federated training scenario in one process (secure and plaintext) and write
+    /// metrics.csv, summary.json and plots into a new results directory.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

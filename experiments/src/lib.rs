@@ -2,5 +2,8 @@
 //! cores, and the results it writes (`metrics.csv`, `summary.json`, plots).
 
 pub mod driver;
+pub mod keycache;
 pub mod metrics;
+pub mod plots;
+pub mod results;
 pub mod scenario;

@@ -119,7 +119,7 @@ pub struct Scenario {
     pub min_contributors: u32,
     /// Probability that a client vanishes before uploading, each round.
     pub client_dropout: f64,
-    /// Key holders that never answer (the highest-indexed ones).
+    /// Key holders that never answer (those right after the lying ones).
     pub silent_holders: u16,
     /// Key holders that answer with a wrong share (the lowest-indexed ones).
     pub wrong_share_holders: u16,
