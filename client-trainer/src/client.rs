@@ -143,11 +143,12 @@ impl Client {
         let packed = encoder
             .encode_weighted(&values, update.weight, rng)
             .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
-        let ciphertexts = packed
+        let plaintexts = packed
             .into_iter()
-            .map(|p| Ok(pk.encrypt(&Plaintext::new(pk, p)?, rng)))
+            .map(|p| Plaintext::new(pk, p))
             .collect::<Result<Vec<_>, spddl_crypto::Error>>()
             .map_err(encoding)?;
+        let ciphertexts = pk.encrypt_all(&plaintexts, rng);
         Ok(Upload::sign(
             pk,
             &self.identity,

@@ -34,6 +34,7 @@ pub mod encoding;
 mod error;
 pub mod formats;
 pub mod identity;
+pub mod mont;
 pub mod paillier;
 pub mod primes;
 pub mod proofs;

@@ -3,6 +3,7 @@
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
 use rand::Rng;
+use rayon::prelude::*;
 
 use super::PublicKey;
 use crate::Error;
@@ -119,30 +120,51 @@ impl PublicKey {
         self.encrypt_with_alpha(m, &alpha)
     }
 
+    /// Encryptions of every plaintext, spread over the rayon thread pool. The randomness is
+    /// drawn from `rng` in order first, so the result does not depend on the thread count.
+    pub fn encrypt_all<R: Rng + ?Sized>(&self, ms: &[Plaintext], rng: &mut R) -> Vec<Ciphertext> {
+        let alphas: Vec<BigUint> = ms
+            .iter()
+            .map(|_| random_bits(self.alpha_bits(), rng))
+            .collect();
+        self.fixed_base(); // build the table once, before the threads want it
+        ms.par_iter()
+            .zip(alphas.par_iter())
+            .map(|(m, alpha)| self.encrypt_with_alpha(m, alpha))
+            .collect()
+    }
+
     /// Encryption with given randomness `α`, for known-answer tests and other
     /// implementations' vectors; use [`Self::encrypt`] otherwise. An `α` longer than `|n|/2`
     /// bits is accepted and takes the slow path.
     pub fn encrypt_with_alpha(&self, m: &Plaintext, alpha: &BigUint) -> Ciphertext {
         let table = self.fixed_base();
         let r_n = if alpha.bits() <= table.exponent_bits() {
-            table.pow(alpha)
+            table.pow(alpha, self.mont())
         } else {
-            self.h_s().modpow(alpha, self.n_squared())
+            self.mont().pow_mod(self.h_s(), alpha)
         };
-        Ciphertext((self.g_pow(m.value()) * r_n) % self.n_squared())
+        Ciphertext(self.times_g_pow(m.value(), &r_n))
     }
 
     /// Textbook Paillier encryption `(1 + M·n)·r^n mod n²` with `r` uniform in `Z*_n`: about
     /// 2× `|n|` bits of exponent instead of `|n|/2`, for comparison and interoperability.
     pub fn encrypt_textbook<R: Rng + ?Sized>(&self, m: &Plaintext, rng: &mut R) -> Ciphertext {
         let r = random_unit(self.n(), rng);
-        let r_n = r.modpow(self.n(), self.n_squared());
-        Ciphertext((self.g_pow(m.value()) * r_n) % self.n_squared())
+        let r_n = self.mont().pow_mod(&r, self.n());
+        Ciphertext(self.times_g_pow(m.value(), &r_n))
     }
 
-    /// `g^M = (1 + n)^M = 1 + M·n mod n²`.
-    fn g_pow(&self, m: &BigUint) -> BigUint {
-        (m * self.n() + 1u32) % self.n_squared()
+    /// `g^M · r = (1 + M·n)·r = r + n·(M·r mod n) mod n²`: a product mod `n` instead of mod
+    /// `n²`.
+    fn times_g_pow(&self, m: &BigUint, r: &BigUint) -> BigUint {
+        let n = self.n();
+        let c = r + n * ((m * r) % n);
+        if &c >= self.n_squared() {
+            c - self.n_squared()
+        } else {
+            c
+        }
     }
 
     /// `Enc(a)·Enc(b) = Enc(a + b)`.
@@ -152,11 +174,7 @@ impl PublicKey {
 
     /// `Π c_j = Enc(Σ M_j)`. The empty sum is `1`, an encryption of zero.
     pub fn sum<'a, I: IntoIterator<Item = &'a Ciphertext>>(&self, cs: I) -> Ciphertext {
-        let n2 = self.n_squared();
-        Ciphertext(
-            cs.into_iter()
-                .fold(BigUint::one(), |acc, c| (acc * &c.0) % n2),
-        )
+        Ciphertext(self.mont().product(cs.into_iter().map(|c| &c.0)))
     }
 
     /// Element-wise sum of equally long ciphertext vectors (a fog worker's aggregation).
@@ -171,14 +189,21 @@ impl PublicKey {
                 first.len()
             )));
         }
+        // Every position multiplies the same number of factors, so the Montgomery correction
+        // R^k is computed once; positions run in parallel.
+        let fix = self.mont().r_power(vectors.len() as u64);
         Ok((0..first.len())
-            .map(|j| self.sum(vectors.iter().map(|v| &v[j])))
+            .into_par_iter()
+            .map(|j| {
+                let column: Vec<&BigUint> = vectors.iter().map(|v| &v[j].0).collect();
+                Ciphertext(self.mont().product_with(&column, &fix))
+            })
             .collect())
     }
 
     /// `Enc(M)^k = Enc(k·M mod n)`.
     pub fn scalar_mul(&self, c: &Ciphertext, k: &BigUint) -> Ciphertext {
-        Ciphertext(c.0.modpow(k, self.n_squared()))
+        Ciphertext(self.mont().pow_mod(&c.0, k))
     }
 
     /// `Enc(−M)`: the inverse of `c` in `Z*_{n²}`.
@@ -190,7 +215,8 @@ impl PublicKey {
     /// The same plaintext under fresh randomness: `c · h_s^α`.
     pub fn rerandomize<R: Rng + ?Sized>(&self, c: &Ciphertext, rng: &mut R) -> Ciphertext {
         let alpha = random_bits(self.alpha_bits(), rng);
-        Ciphertext((&c.0 * self.fixed_base().pow(&alpha)) % self.n_squared())
+        let r_n = self.fixed_base().pow(&alpha, self.mont());
+        Ciphertext((&c.0 * r_n) % self.n_squared())
     }
 }
 

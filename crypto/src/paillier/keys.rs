@@ -1,7 +1,7 @@
 //! Public key, key shares and share indices.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use num_bigint::BigUint;
 use num_integer::Integer;
@@ -13,6 +13,7 @@ use super::fixed_base::FixedBaseTable;
 use super::{MAX_HOLDERS, MAX_MODULUS_BITS, MIN_MODULUS_BITS};
 use crate::Error;
 use crate::arith::{SecretInt, absorb, factorial};
+use crate::mont::Montgomery;
 
 /// The index `i ∈ 1..=ℓ` of a key-share holder (the point where the dealer's polynomial is
 /// evaluated).
@@ -76,7 +77,10 @@ pub struct PublicKey {
     /// `(4Δ²)⁻¹ mod n`, the last factor of combining.
     combine_factor: BigUint,
     key_id: KeyId,
-    fixed_base: OnceLock<FixedBaseTable>,
+    /// Montgomery arithmetic mod `n²`.
+    mont: Arc<Montgomery>,
+    /// The `h_s` table, built on first use and shared by every clone of this key.
+    fixed_base: Arc<OnceLock<FixedBaseTable>>,
 }
 
 impl Clone for PublicKey {
@@ -92,8 +96,8 @@ impl Clone for PublicKey {
             delta: self.delta.clone(),
             combine_factor: self.combine_factor.clone(),
             key_id: self.key_id,
-            // The table is a cache; a clone rebuilds its own on first use.
-            fixed_base: OnceLock::new(),
+            mont: Arc::clone(&self.mont),
+            fixed_base: Arc::clone(&self.fixed_base),
         }
     }
 }
@@ -172,6 +176,9 @@ impl PublicKey {
         let Some(combine_factor) = four_delta_sq.modinv(&n) else {
             return bad("n shares a factor with 4·(ℓ!)²".into());
         };
+        let Some(mont) = Montgomery::new(&n_squared) else {
+            return bad("modulus n is even".into());
+        };
         let key_id = key_id(&n, &h_s, &v, &verification_keys, threshold);
         Ok(PublicKey {
             n,
@@ -184,7 +191,8 @@ impl PublicKey {
             delta,
             combine_factor,
             key_id,
-            fixed_base: OnceLock::new(),
+            mont: Arc::new(mont),
+            fixed_base: Arc::new(OnceLock::new()),
         })
     }
 
@@ -251,7 +259,16 @@ impl PublicKey {
     /// The precomputed fixed-base table for `h_s`, built on first use.
     pub(crate) fn fixed_base(&self) -> &FixedBaseTable {
         self.fixed_base
-            .get_or_init(|| FixedBaseTable::new(&self.h_s, self.alpha_bits(), &self.n_squared))
+            .get_or_init(|| FixedBaseTable::new(&self.h_s, self.alpha_bits(), &self.mont))
+    }
+    /// Montgomery arithmetic modulo `n²`.
+    pub(crate) fn mont(&self) -> &Montgomery {
+        &self.mont
+    }
+    /// Builds the fixed-base encryption table now instead of on the first encryption, and
+    /// returns its size in bytes (clones of this key share it).
+    pub fn precompute_encryption_table(&self) -> usize {
+        self.fixed_base().memory_bytes()
     }
 }
 

@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use num_bigint::{BigInt, BigUint};
 use num_traits::{One, Signed, Zero};
 use rand::Rng;
+use rayon::prelude::*;
 
 use super::keys::{KeyId, KeyShare, PublicKey, ShareIndex};
 use super::{Ciphertext, Plaintext};
 use crate::Error;
+use crate::mont::SecretExponent;
 use crate::proofs::DecryptionProof;
 use crate::proofs::decryption_share::{inputs_digest, prove, verify};
 
@@ -68,7 +70,9 @@ impl KeyShare {
     pub fn partial_decrypt(&self, pk: &PublicKey, c: &Ciphertext) -> Result<BigUint, Error> {
         self.check_key(pk)?;
         let exponent = crate::arith::SecretInt::new(self.witness(pk).get() << 1u32);
-        Ok(c.value().modpow(exponent.get(), pk.n_squared()))
+        let exponent = SecretExponent::new(exponent.get());
+        let mont = pk.mont();
+        Ok(mont.from_mont(&mont.pow_secret(&mont.to_mont(c.value()), &exponent)))
     }
 
     /// Partial decryptions of every ciphertext with one batched proof, bound to `context`.
@@ -85,9 +89,12 @@ impl KeyShare {
         }
         let witness = self.witness(pk);
         let exponent = crate::arith::SecretInt::new(witness.get() << 1u32);
+        let exponent = SecretExponent::new(exponent.get());
+        let mont = pk.mont();
+        // c_{i,j} = c_j^{2Δ·s_i}, one fixed-window exponentiation per ciphertext, in parallel.
         let partials: Vec<BigUint> = ciphertexts
-            .iter()
-            .map(|c| c.value().modpow(exponent.get(), pk.n_squared()))
+            .par_iter()
+            .map(|c| mont.from_mont(&mont.pow_secret(&mont.to_mont(c.value()), &exponent)))
             .collect();
         let digest = inputs_digest(pk, self.index(), context, ciphertexts, &partials);
         let proof = prove(
@@ -218,17 +225,19 @@ pub fn combine(pk: &PublicKey, shares: &[VerifiedShare]) -> Result<Vec<Plaintext
         .iter()
         .map(|m| (m.is_negative(), m.magnitude() << 1u32))
         .collect();
+    let mont = pk.mont();
     (0..first.partials.len())
+        .into_par_iter()
         .map(|j| {
             // Positive and negative exponents separately, then one inverse per ciphertext.
             let mut pos = BigUint::one();
             let mut neg = BigUint::one();
             for (share, (negative, e)) in chosen.iter().zip(&exponents) {
-                let term = share.partials[j].modpow(e, n2);
+                let term = mont.pow_mod(&share.partials[j], e);
                 if *negative {
-                    neg = (neg * term) % n2;
+                    neg = mont.mul_mod(&neg, &term);
                 } else {
-                    pos = (pos * term) % n2;
+                    pos = mont.mul_mod(&pos, &term);
                 }
             }
             let neg_inv = neg.modinv(n2).ok_or_else(|| {

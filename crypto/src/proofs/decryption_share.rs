@@ -16,8 +16,9 @@
 //! `z = r + e·Δ·s_i`. **Verification**: `U^z = a·W^e` and `v^z = b·v_i^e` (mod `n²`).
 
 use num_bigint::BigUint;
-use num_traits::One;
 use rand::Rng;
+
+use crate::mont::SecretExponent;
 use sha2::{Digest, Sha256};
 
 use crate::arith::{SecretInt, absorb, hash_to_bits, random_bits};
@@ -74,21 +75,20 @@ fn statement(
     partials: &[BigUint],
     digest: &[u8; 32],
 ) -> (BigUint, BigUint) {
-    let n2 = pk.n_squared();
+    let mont = pk.mont();
     let four = BigUint::from(4u32);
     let two = BigUint::from(2u32);
     if let ([c], [ci]) = (ciphertexts, partials) {
-        return (c.value().modpow(&four, n2), ci.modpow(&two, n2));
+        return (mont.pow_mod(c.value(), &four), mont.pow_mod(ci, &two));
     }
-    let mut u = BigUint::one();
-    let mut w = BigUint::one();
-    for (j, (c, ci)) in ciphertexts.iter().zip(partials).enumerate() {
-        let rho = hash_to_bits(WEIGHT_DOMAIN, &[digest, &(j as u64).to_be_bytes()], KAPPA);
-        u = (u * c.value().modpow(&rho, n2)) % n2;
-        w = (w * ci.modpow(&rho, n2)) % n2;
-    }
+    let rho: Vec<BigUint> = (0..ciphertexts.len())
+        .map(|j| hash_to_bits(WEIGHT_DOMAIN, &[digest, &(j as u64).to_be_bytes()], KAPPA))
+        .collect();
+    let cs: Vec<&BigUint> = ciphertexts.iter().map(Ciphertext::value).collect();
+    let cis: Vec<&BigUint> = partials.iter().collect();
+    let (u, w) = rayon::join(|| mont.multi_pow(&cs, &rho), || mont.multi_pow(&cis, &rho));
     // U = (Π c_j^{ρ_j})⁴, W = (Π c_{i,j}^{ρ_j})²
-    (u.modpow(&four, n2), w.modpow(&two, n2))
+    (mont.pow_mod(&u, &four), mont.pow_mod(&w, &two))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -126,11 +126,14 @@ pub(crate) fn prove<R: Rng + ?Sized>(
     digest: &[u8; 32],
     rng: &mut R,
 ) -> DecryptionProof {
-    let n2 = pk.n_squared();
+    let mont = pk.mont();
     let (u, w) = statement(pk, ciphertexts, partials, digest);
     let r = SecretInt::new(random_bits(r_bits(pk), rng));
-    let a = u.modpow(r.get(), n2);
-    let b = pk.v().modpow(r.get(), n2);
+    let r_exp = SecretExponent::new(r.get());
+    let (a, b) = rayon::join(
+        || mont.from_mont(&mont.pow_secret(&mont.to_mont(&u), &r_exp)),
+        || mont.from_mont(&mont.pow_secret(&mont.to_mont(pk.v()), &r_exp)),
+    );
     let e = challenge(pk, holder, digest, &u, &w, &a, &b);
     let z = r.get() + e * witness.get();
     DecryptionProof { a, b, z }
@@ -145,7 +148,7 @@ pub(crate) fn verify(
     digest: &[u8; 32],
     proof: &DecryptionProof,
 ) -> Result<(), &'static str> {
-    let n2 = pk.n_squared();
+    let mont = pk.mont();
     if !pk.is_unit(&proof.a) || !pk.is_unit(&proof.b) {
         return Err("proof commitment is not a unit of Z*_{n²}");
     }
@@ -156,11 +159,15 @@ pub(crate) fn verify(
     }
     let (u, w) = statement(pk, ciphertexts, partials, digest);
     let e = challenge(pk, holder, digest, &u, &w, &proof.a, &proof.b);
-    if u.modpow(&proof.z, n2) != (&proof.a * w.modpow(&e, n2)) % n2 {
+    let vi = pk.verification_key(holder);
+    let (first, second) = rayon::join(
+        || mont.pow_mod(&u, &proof.z) == mont.mul_mod(&proof.a, &mont.pow_mod(&w, &e)),
+        || mont.pow_mod(pk.v(), &proof.z) == mont.mul_mod(&proof.b, &mont.pow_mod(vi, &e)),
+    );
+    if !first {
         return Err("proof check U^z = a·W^e failed");
     }
-    let vi = pk.verification_key(holder);
-    if pk.v().modpow(&proof.z, n2) != (&proof.b * vi.modpow(&e, n2)) % n2 {
+    if !second {
         return Err("proof check v^z = b·v_i^e failed");
     }
     Ok(())
