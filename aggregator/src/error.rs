@@ -61,13 +61,13 @@ pub enum AggregatorError {
         /// The minimum.
         min: u32,
     },
-    /// The total weight exceeds the packing's head-room; decoding could overflow.
-    #[error("total weight {total} exceeds the packing head-room {max}")]
-    WeightOverflow {
-        /// Σ weights.
-        total: u64,
-        /// `max_total_weight` of the round.
-        max: u64,
+    /// More updates than the packing's head-room; decoding could overflow.
+    #[error("{got} contributors exceed the packing head-room for {max}")]
+    TooManyContributors {
+        /// Updates in the sum.
+        got: usize,
+        /// `max_contributors` of the round.
+        max: u32,
     },
     /// A share response from a holder that is not registered.
     #[error("key holder {holder}: unknown")]

@@ -119,13 +119,13 @@ impl Collecting {
                 min: self.config.min_contributors,
             });
         }
-        let total_weight: u64 = contributors.iter().map(|(_, w)| w).sum();
-        if total_weight > self.config.max_total_weight {
-            return Err(AggregatorError::WeightOverflow {
-                total: total_weight,
-                max: self.config.max_total_weight,
+        if contributors.len() > self.config.max_contributors as usize {
+            return Err(AggregatorError::TooManyContributors {
+                got: contributors.len(),
+                max: self.config.max_contributors,
             });
         }
+        let total_weight: u64 = contributors.iter().map(|(_, w)| w).sum();
         let vectors: Vec<Vec<Ciphertext>> = self
             .aggregates
             .into_values()
@@ -281,9 +281,11 @@ impl Decrypting {
             .map_err(spddl_crypto::Error::from)?;
         let m = usize::try_from(self.config.num_params).unwrap_or(usize::MAX);
         let sums = encoder
-            .decode_sum(&values, m, self.total_weight)
+            .decode_sum(&values, m, self.contributors.len() as u64)
             .map_err(spddl_crypto::Error::from)?;
-        let w = self.total_weight as f64;
+        // The sum holds Σ (w_k/W)·x_k (clients scale by w_k/W, `Encoder::encode_scaled`):
+        // the weighted mean is that times W / Σ w_k.
+        let w = self.total_weight as f64 / self.config.max_weight as f64;
         let mut used: Vec<ShareIndex> = self.valid.iter().map(|v| v.holder()).collect();
         used.sort();
         used.truncate(usize::from(self.pk.threshold()));

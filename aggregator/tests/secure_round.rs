@@ -58,7 +58,8 @@ fn world(t: u16, l: u16, clients: usize, min_contributors: u32) -> World {
         clip_norm: 10.0,
         quant_range: 1.0,
         value_bits: 16,
-        max_total_weight: 10_000,
+        max_contributors: 50,
+        max_weight: 200,
         min_contributors,
         local_epochs: 1,
         batch_size: 32,
@@ -99,7 +100,7 @@ impl World {
     fn upload(&mut self, k: usize, delta: &[f64], weight: u64) -> Upload {
         let encoder = self.config.encoder(&self.pk).unwrap();
         let plain = encoder
-            .encode_weighted(delta, weight, &mut self.rng)
+            .encode_scaled(delta, weight, self.config.max_weight, &mut self.rng)
             .unwrap();
         let cts = plain
             .into_iter()
@@ -194,12 +195,19 @@ fn weighted_mean(updates: &[(Vec<f64>, u64)], present: &[usize]) -> Vec<f64> {
         .collect()
 }
 
-fn assert_close(got: &[f32], want: &[f64], step: f64) {
-    // Stochastic rounding: each weighted value is within one step per unit of weight, so the
-    // mean is within one step.
+/// Each client quantizes `(w_k/W)·x_k` with stochastic rounding, within one step; the sum of
+/// `K` of them is within `K` steps, and the mean, `W/Σw` times that sum, within
+/// `K·W/Σw` steps.
+fn mean_error_bound(w: &World, updates: &[(Vec<f64>, u64)], present: &[usize]) -> f64 {
+    let step = w.config.encoder(&w.pk).unwrap().quantizer().step();
+    let total: u64 = present.iter().map(|&k| updates[k].1).sum();
+    step * present.len() as f64 * w.config.max_weight as f64 / total as f64
+}
+
+fn assert_close(got: &[f32], want: &[f64], bound: f64) {
     for (j, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
-            (f64::from(*g) - w).abs() <= step + 1e-6,
+            (f64::from(*g) - w).abs() <= bound + 1e-6,
             "param {j}: {g} vs {w}"
         );
     }
@@ -244,7 +252,7 @@ fn a_secure_round_decodes_the_weighted_mean_and_survives_dropouts() {
         dec.receive(&r).unwrap();
     }
     assert!(dec.is_ready());
-    let step = w.config.encoder(&w.pk).unwrap().quantizer().step();
+    let bound = mean_error_bound(&w, &updates, &present);
     let out = dec.finish().unwrap();
     assert_eq!(out.contributors.len(), 7);
     assert_eq!(out.silent.len(), 1);
@@ -253,7 +261,7 @@ fn a_secure_round_decodes_the_weighted_mean_and_survives_dropouts() {
         out.holders_used.iter().map(|h| h.get()).collect::<Vec<_>>(),
         [3, 4, 5]
     );
-    assert_close(&out.mean_update, &weighted_mean(&updates, &present), step);
+    assert_close(&out.mean_update, &weighted_mean(&updates, &present), bound);
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl Client {
             .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
         let values: Vec<f64> = update.delta.iter().map(|&d| f64::from(d)).collect();
         let packed = encoder
-            .encode_weighted(&values, update.weight, rng)
+            .encode_scaled(&values, update.weight, config.max_weight, rng)
             .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
         let plaintexts = packed
             .into_iter()

@@ -93,14 +93,21 @@ fn strategy(s: &Scenario) -> Box<dyn Strategy> {
     }
 }
 
-fn round_config(s: &Scenario, round: u64, global: &[f32], max_total_weight: u64) -> RoundConfig {
+fn round_config(
+    s: &Scenario,
+    round: u64,
+    global: &[f32],
+    max_contributors: u32,
+    max_weight: u64,
+) -> RoundConfig {
     RoundConfig {
         round: RoundId(round),
         num_params: global.len() as u64,
         clip_norm: s.clip_norm,
         quant_range: s.clip_norm,
         value_bits: s.quant_bits,
-        max_total_weight,
+        max_contributors,
+        max_weight,
         min_contributors: s.min_contributors,
         local_epochs: s.local_epochs,
         batch_size: s.batch_size,
@@ -147,14 +154,14 @@ pub fn run_mode(
         .map(|c| c.num_samples() as u64)
         .max()
         .unwrap_or(1);
-    let max_total_weight: u64 = clients.iter().map(|c| c.num_samples() as u64).sum();
+    let max_contributors = u32::try_from(clients.len()).unwrap_or(u32::MAX);
 
     let mut global = fed.spec.init(s.seed)?.params();
     let mut strategy = strategy(s);
     let mut rows = Vec::new();
     for round in 0..s.rounds {
         let start = Instant::now();
-        let config = round_config(s, round, &global, max_total_weight);
+        let config = round_config(s, round, &global, max_contributors, max_weight);
         let mut m = RoundMetrics {
             round,
             ..RoundMetrics::default()

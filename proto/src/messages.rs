@@ -57,8 +57,11 @@ pub struct RoundConfig {
     pub quant_range: f64,
     /// Quantization bits `q`.
     pub value_bits: u32,
-    /// Head-room of the packing: the largest total client weight a sum may hold (`K_max`).
-    pub max_total_weight: u64,
+    /// Head-room of the packing: the most updates one sum may hold (`K_max`).
+    pub max_contributors: u32,
+    /// `W`, the largest weight (sample count) one client may claim; clients scale their
+    /// update by `w/W` before encoding ([`spddl_crypto::encoding::Encoder::encode_scaled`]).
+    pub max_weight: u64,
     /// The aggregator decrypts no sum of fewer updates than this.
     pub min_contributors: u32,
     /// Local epochs `E`.
@@ -85,7 +88,8 @@ impl RoundConfig {
             .append_u64("clip-norm", self.clip_norm.to_bits())
             .append_u64("quant-range", self.quant_range.to_bits())
             .append_u64("value-bits", self.value_bits.into())
-            .append_u64("max-total-weight", self.max_total_weight)
+            .append_u64("max-contributors", self.max_contributors.into())
+            .append_u64("max-weight", self.max_weight)
             .append_u64("min-contributors", self.min_contributors.into())
             .append_u64("local-epochs", self.local_epochs.into())
             .append_u64("batch-size", self.batch_size.into())
@@ -99,12 +103,12 @@ impl RoundConfig {
 
     /// The encoder every party derives from this config (DESIGN §4): quantization to
     /// `value_bits` over `[−quant_range, quant_range]`, packed with head-room for
-    /// `max_total_weight` into plaintexts of the key's modulus size.
+    /// `max_contributors` updates into plaintexts of the key's modulus size.
     pub fn encoder(&self, pk: &PublicKey) -> Result<Encoder, EncodingError> {
         let modulus_bits = u32::try_from(pk.bits()).unwrap_or(u32::MAX);
         Encoder::new(
             Quantizer::new(self.quant_range, self.value_bits)?,
-            PackingParams::new(self.value_bits, self.max_total_weight, modulus_bits)?,
+            PackingParams::new(self.value_bits, self.max_contributors.into(), modulus_bits)?,
         )
     }
 
@@ -323,7 +327,8 @@ mod tests {
             clip_norm: 5.0,
             quant_range: 0.5,
             value_bits: 16,
-            max_total_weight: 2000,
+            max_contributors: 20,
+            max_weight: 2000,
             min_contributors: 3,
             local_epochs: 1,
             batch_size: 32,
@@ -338,13 +343,14 @@ mod tests {
     #[test]
     fn every_config_field_is_signed() {
         let base = config().transcript();
-        let changes: [fn(&mut RoundConfig); 14] = [
+        let changes: [fn(&mut RoundConfig); 15] = [
             |c| c.round = RoundId(4),
             |c| c.num_params += 1,
             |c| c.clip_norm = 5.5,
             |c| c.quant_range = 0.25,
             |c| c.value_bits = 15,
-            |c| c.max_total_weight += 1,
+            |c| c.max_contributors += 1,
+            |c| c.max_weight += 1,
             |c| c.min_contributors += 1,
             |c| c.local_epochs += 1,
             |c| c.batch_size += 1,

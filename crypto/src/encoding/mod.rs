@@ -96,6 +96,14 @@ pub enum EncodingError {
         /// `K_max`.
         max: u64,
     },
+    /// A client weight outside `1..=max_weight`.
+    #[error("weight {weight} is outside 1..={max}")]
+    WeightOutOfRange {
+        /// The weight claimed.
+        weight: u64,
+        /// The largest weight the round allows.
+        max: u64,
+    },
     /// The number of plaintexts does not match `⌈len/S⌉`.
     #[error("{len} values need {expected} plaintexts, got {got}")]
     PlaintextCount {
@@ -174,29 +182,35 @@ impl Encoder {
         self.packing.pack(&self.quantizer.quantize(values, rng)?)
     }
 
-    /// [`Encoder::encode`], then every slot multiplied by `weight`: the packed form of
-    /// `weight · u` for weighted averaging (DESIGN §4: weights count into the head-room).
-    /// Decode a sum of such vectors with `contributions = Σ weight`; it cannot overflow while
-    /// that total stays within `max_contributions`, which this checks for one vector.
-    pub fn encode_weighted<R: rand::Rng + ?Sized>(
+    /// The packed form of `(weight / max_weight) · x`, for weighted averaging.
+    ///
+    /// Scaling the clipped values by `w/W ≤ 1` *before* quantizing (rather than multiplying
+    /// the packed slots by `w`) keeps every slot below `2^q`, so the head-room counts
+    /// contributions only (DESIGN §4) and a 2048-bit plaintext keeps all its slots. A sum of
+    /// `K` such vectors decodes with `contributions = K` to `Σ (w_k/W)·x_k`; the aggregator
+    /// multiplies by `W / Σ w_k`. Stochastic rounding keeps the sum unbiased; a client of
+    /// weight `w` loses `log₂(W/w)` bits of precision, in proportion to its smaller share of
+    /// the mean.
+    pub fn encode_scaled<R: rand::Rng + ?Sized>(
         &self,
         values: &[f64],
         weight: u64,
+        max_weight: u64,
         rng: &mut R,
     ) -> Result<Vec<BigUint>, EncodingError> {
-        if weight == 0 || weight > self.packing.max_contributions() {
-            return Err(EncodingError::TooManyContributions {
-                contributions: weight,
-                max: self.packing.max_contributions(),
+        if weight == 0 || weight > max_weight {
+            return Err(EncodingError::WeightOutOfRange {
+                weight,
+                max: max_weight,
             });
         }
-        // Multiplying the packed integer multiplies every slot: Σ_j (w·u_j)·2^{jb} with each
-        // w·u_j < w·2^q ≤ 2^b, so no slot carries into the next.
-        Ok(self
-            .encode(values, rng)?
-            .into_iter()
-            .map(|p| p * weight)
-            .collect())
+        let r = self.quantizer.clip();
+        let f = weight as f64 / max_weight as f64;
+        let scaled: Vec<f64> = values
+            .iter()
+            .map(|x| if x.is_nan() { *x } else { x.clamp(-r, r) * f })
+            .collect();
+        self.encode(&scaled, rng)
     }
 
     /// Unpacks the sum of `contributions` encoded vectors of length `len` and returns the sums
@@ -223,7 +237,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(17);
         let enc = Encoder::new(
             Quantizer::new(1.0, 12).unwrap(),
-            PackingParams::new(12, 300, 1024).unwrap(),
+            PackingParams::new(12, 2, 1024).unwrap(),
         )
         .unwrap();
         let xs = [vec![0.5, -0.25, 1.0, -1.0], vec![-0.5, 0.75, 0.0, 1.0]];
@@ -232,23 +246,42 @@ mod tests {
         for (x, w) in xs.iter().zip(ws) {
             for (t, p) in total
                 .iter_mut()
-                .zip(enc.encode_weighted(x, w, &mut rng).unwrap())
+                .zip(enc.encode_scaled(x, w, 200, &mut rng).unwrap())
             {
                 *t += p;
             }
         }
-        let got = enc.decode_sum(&total, 4, 300).unwrap();
+        // Σ (w_k/W)·x_k with W = 200, within one quantization step per contribution
+        let got = enc.decode_sum(&total, 4, 2).unwrap();
         let step = enc.quantizer().step();
         for j in 0..4 {
-            let want = 100.0 * xs[0][j] + 200.0 * xs[1][j];
+            let want = 0.5 * xs[0][j] + 1.0 * xs[1][j];
             assert!(
-                (got[j] - want).abs() <= 300.0 * step,
+                (got[j] - want).abs() <= 2.0 * step,
                 "{j}: {} vs {want}",
                 got[j]
             );
         }
-        assert!(enc.encode_weighted(&xs[0], 0, &mut rng).is_err());
-        assert!(enc.encode_weighted(&xs[0], 301, &mut rng).is_err());
+        assert_eq!(
+            enc.encode_scaled(&xs[0], 0, 200, &mut rng),
+            Err(EncodingError::WeightOutOfRange {
+                weight: 0,
+                max: 200
+            })
+        );
+        assert_eq!(
+            enc.encode_scaled(&xs[0], 201, 200, &mut rng),
+            Err(EncodingError::WeightOutOfRange {
+                weight: 201,
+                max: 200
+            })
+        );
+        // a full-weight client's slots reach 2^q − 1 and still never need weight head-room
+        let top = enc.encode_scaled(&[1.0; 4], 200, 200, &mut rng).unwrap();
+        let bottom = enc.encode_scaled(&[-1.0; 4], 200, 200, &mut rng).unwrap();
+        let slot = |p: &BigUint| p & BigUint::from(0xfffu32);
+        assert_eq!(slot(&top[0]), BigUint::from(0xfffu32));
+        assert_eq!(slot(&bottom[0]), BigUint::ZERO);
     }
 
     #[test]
