@@ -53,7 +53,7 @@ impl FixedBaseTable {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.rows
             .iter()
-            .map(|r| r.iter().map(|x| x.limbs().len() * 8).sum::<usize>())
+            .map(|r| r.iter().map(|x| x.bytes()).sum::<usize>())
             .sum()
     }
 
@@ -106,6 +106,6 @@ mod tests {
                 assert_eq!(t.pow(&e, &ctx), base.modpow(&e, &m), "row {row}");
             }
         }
-        assert_eq!(t.memory_bytes(), 17 * 255 * 64);
+        assert_eq!(t.memory_bytes(), 17 * 255 * ctx.residue_bytes());
     }
 }

@@ -1,68 +1,182 @@
-//! Montgomery arithmetic over 64-bit limbs: the kernel under every exponentiation mod `n²`.
+//! Montgomery arithmetic: the kernel under every exponentiation mod `n²`.
 //!
-//! Montgomery (1985) replaces the division of `a·b mod N` by a multiplication and a shift:
-//! with `R = 2^{64·s}` for an `s`-limb odd modulus `N`, `REDC(a·b) = a·b·R⁻¹ mod N`. Values
-//! live in *Montgomery form* `x̃ = x·R mod N`, where `REDC(x̃·ỹ)` is the form of `x·y`.
+//! Montgomery (1985) replaces the division of `a·b mod N` by multiplications and a shift:
+//! with `R` a power of two above `N`, `REDC(a·b) = a·b·R⁻¹ mod N`. Values live in *Montgomery
+//! form* `x̃ = x·R mod N`, where `REDC(x̃·ỹ)` is the form of `x·y`.
 //!
-//! The kernel is product scanning with the reduction interleaved column by column (the
-//! "FIPS" method of Koç, Acar and Kaliski, *Analyzing and comparing Montgomery multiplication
-//! algorithms*, IEEE Micro 1996): column `k` adds `Σ a_i·b_{k−i}` and `Σ m_i·N_{k−i}` into a
-//! 192-bit accumulator, picks `m_k` so the column's low word vanishes, and shifts. The two
-//! sums run in separate carry chains so the processor can overlap them.
+//! Two kernels compute `REDC(a·b)`, chosen once per modulus:
+//! - [`KernelKind::Ifma`] (x86-64 with AVX-512 IFMA): 52-bit digits in 512-bit vectors, eight
+//!   52×52-bit multiply-adds per instruction, carries deferred to the end (Gueron and Krasnov,
+//!   *Software implementation of modular exponentiation using advanced vector instructions
+//!   architectures*, WAIFI 2012; Drucker and Gueron, *Fast modular squaring with AVX512IFMA*,
+//!   ITNG 2019). Results stay below `2N` ("almost Montgomery multiplication") and are reduced
+//!   when they leave the form.
+//! - [`KernelKind::Scalar`] everywhere else: product scanning over 64-bit limbs.
+//!
+//! `SPDDL_KERNEL=scalar` in the environment forces the portable kernel (for comparisons).
 //!
 //! Nothing here is constant-time except [`Montgomery::pow_secret`]'s operation sequence,
 //! which does not depend on the exponent's bits (its table lookups still do).
 
 use num_bigint::BigUint;
-use num_traits::Zero;
 use zeroize::Zeroize;
 
-/// Limbs kept on the stack for the reduction multipliers `m_k`; larger moduli use the heap.
-const STACK_LIMBS: usize = 128;
+#[cfg(target_arch = "x86_64")]
+mod ifma;
+mod scalar;
+
+/// Which multiplication kernel a [`Montgomery`] context runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelKind {
+    /// Portable product scanning over 64-bit limbs.
+    Scalar,
+    /// AVX-512 IFMA, 52-bit digits (x86-64 processors that have it).
+    Ifma,
+}
+
+impl KernelKind {
+    /// The best kernel this processor runs, unless `SPDDL_KERNEL=scalar` asks for the portable
+    /// one.
+    pub fn best() -> Self {
+        if std::env::var("SPDDL_KERNEL").is_ok_and(|v| v == "scalar") {
+            return KernelKind::Scalar;
+        }
+        if Self::ifma_available() {
+            KernelKind::Ifma
+        } else {
+            KernelKind::Scalar
+        }
+    }
+
+    /// Whether this processor has AVX-512 IFMA.
+    pub fn ifma_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            ifma::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Scalar => "scalar-64",
+            KernelKind::Ifma => "avx512-ifma-52",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Kernel {
+    Scalar(scalar::Scalar),
+    #[cfg(target_arch = "x86_64")]
+    Ifma(ifma::Ifma),
+}
+
+impl Kernel {
+    fn width(&self) -> usize {
+        match self {
+            Kernel::Scalar(k) => k.width(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => k.width(),
+        }
+    }
+    fn r_bits(&self) -> u64 {
+        match self {
+            Kernel::Scalar(k) => k.r_bits(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => k.r_bits(),
+        }
+    }
+    fn encode(&self, x: &BigUint) -> Box<[u64]> {
+        match self {
+            Kernel::Scalar(k) => k.encode(x),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => k.encode(x),
+        }
+    }
+    fn decode(&self, words: &[u64]) -> BigUint {
+        match self {
+            Kernel::Scalar(k) => k.decode(words),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => k.decode(words),
+        }
+    }
+    #[inline]
+    fn mul(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
+        match self {
+            Kernel::Scalar(k) => k.mul(a, b, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => k.mul(a, b, out),
+        }
+    }
+}
 
 /// Arithmetic modulo one odd modulus `N` in Montgomery form.
 #[derive(Clone)]
 pub struct Montgomery {
     modulus: BigUint,
-    /// `N`, little-endian limbs.
-    n: Box<[u64]>,
-    /// `−N⁻¹ mod 2⁶⁴`.
-    n0: u64,
+    kernel: Kernel,
+    kind: KernelKind,
     /// `R² mod N`: multiplying by it enters Montgomery form.
     r2: Box<[u64]>,
     /// `R mod N`: the Montgomery form of 1.
     one: Box<[u64]>,
+    /// The plain integer 1: multiplying by it leaves Montgomery form.
+    unit: Box<[u64]>,
 }
 
-/// A residue in Montgomery form `x·R mod N`, always fully reduced (`< N`).
-#[derive(Clone, PartialEq, Eq)]
+/// A residue in Montgomery form `x·R mod N`, in the kernel's representation (not necessarily
+/// fully reduced: compare values after [`Montgomery::from_mont`]).
+#[derive(Clone)]
 pub struct MontInt(Box<[u64]>);
 
 impl std::fmt::Debug for MontInt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MontInt({} limbs)", self.0.len())
+        write!(f, "MontInt({} words)", self.0.len())
     }
 }
 
 impl Montgomery {
-    /// The context for `modulus`, or `None` unless it is odd and greater than 1.
+    /// The context for `modulus` on the best kernel ([`KernelKind::best`]), or `None` unless
+    /// the modulus is odd and greater than 1.
     pub fn new(modulus: &BigUint) -> Option<Self> {
+        Self::with_kernel(modulus, KernelKind::best())
+    }
+
+    /// The context on a chosen kernel; `None` if the modulus is even or 1, or the kernel does
+    /// not run on this processor or at this size.
+    pub fn with_kernel(modulus: &BigUint, kind: KernelKind) -> Option<Self> {
         if !modulus.bit(0) || modulus.bits() < 2 {
             return None;
         }
-        let s = modulus.bits().div_ceil(64) as usize;
-        let n = limbs_of(modulus, s);
-        let n0 = neg_inverse_mod_word(n[0]);
-        let r = BigUint::from(1u32) << (64 * s);
-        let one = limbs_of(&(&r % modulus), s);
-        let r2 = limbs_of(&((&r * &r) % modulus), s);
+        let kernel = match kind {
+            KernelKind::Scalar => Kernel::Scalar(scalar::Scalar::new(modulus)),
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Ifma => Kernel::Ifma(ifma::Ifma::new(modulus)?),
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelKind::Ifma => return None,
+        };
+        let r = BigUint::from(1u32) << kernel.r_bits();
+        let one = kernel.encode(&(&r % modulus));
+        let r2 = kernel.encode(&((&r * &r) % modulus));
+        let unit = kernel.encode(&BigUint::from(1u32));
         Some(Montgomery {
             modulus: modulus.clone(),
-            n,
-            n0,
+            kernel,
+            kind,
             r2,
             one,
+            unit,
         })
+    }
+
+    /// The kernel in use.
+    pub fn kernel(&self) -> KernelKind {
+        self.kind
     }
 
     /// The modulus `N`.
@@ -70,35 +184,39 @@ impl Montgomery {
         &self.modulus
     }
 
-    /// Limbs per residue.
-    pub fn limbs(&self) -> usize {
-        self.n.len()
-    }
-
     /// Memory of one residue in bytes.
     pub fn residue_bytes(&self) -> usize {
-        self.n.len() * 8
+        self.kernel.width() * 8
     }
 
     /// `x·R mod N` (reduces `x` first when `x ≥ N`).
     pub fn to_mont(&self, x: &BigUint) -> MontInt {
-        let x = if x < &self.modulus {
-            limbs_of(x, self.limbs())
-        } else {
-            limbs_of(&(x % &self.modulus), self.limbs())
-        };
+        let x = self.reduced_limbs(x);
         let mut out = self.zero_limbs();
         self.mul_into(&x, &self.r2, &mut out);
         MontInt(out)
     }
 
-    /// `x` from its Montgomery form.
+    /// `x` from its Montgomery form, fully reduced.
     pub fn from_mont(&self, x: &MontInt) -> BigUint {
-        let mut unit = self.zero_limbs();
-        unit[0] = 1;
+        self.leave(&x.0)
+    }
+
+    /// `REDC(words · 1)` as a fully reduced integer.
+    fn leave(&self, words: &[u64]) -> BigUint {
         let mut out = self.zero_limbs();
-        self.mul_into(&x.0, &unit, &mut out);
-        biguint_of(&out)
+        self.mul_into(words, &self.unit, &mut out);
+        self.canonical(&out)
+    }
+
+    /// The integer a kernel result stands for, reduced below `N` (results may be in `[N, 2N)`).
+    fn canonical(&self, words: &[u64]) -> BigUint {
+        let x = self.kernel.decode(words);
+        if x >= self.modulus {
+            x - &self.modulus
+        } else {
+            x
+        }
     }
 
     /// The Montgomery form of 1.
@@ -145,7 +263,7 @@ impl Montgomery {
         }
         let fix = self.r_power(k);
         self.mul_into(&acc, &fix, &mut tmp);
-        biguint_of(&tmp)
+        self.canonical(&tmp)
     }
 
     /// `Π x_j mod N` for a known count `k` of factors, with the correction `R^k` computed
@@ -163,20 +281,16 @@ impl Montgomery {
             std::mem::swap(&mut acc, &mut tmp);
         }
         self.mul_into(&acc, fix, &mut tmp);
-        biguint_of(&tmp)
+        self.canonical(&tmp)
     }
 
-    /// `R^k mod N` as raw limbs, the correction factor of a `k`-fold [`Self::product`].
+    /// `R^k mod N` in the kernel's representation, the correction factor of a `k`-fold [`Self::product`].
     pub fn r_power(&self, k: u64) -> Box<[u64]> {
         // The Montgomery form of R is R² mod N; its k-th power is the form of R^k, and one
         // reduction takes it out of the form.
         let r_tilde = MontInt(self.r2.clone());
         let rk = self.pow(&r_tilde, &BigUint::from(k));
-        let mut unit = self.zero_limbs();
-        unit[0] = 1;
-        let mut out = self.zero_limbs();
-        self.mul_into(&rk.0, &unit, &mut out);
-        out
+        self.kernel.encode(&self.leave(&rk.0))
     }
 
     /// `x̃^e` for a public exponent: left-to-right sliding windows over odd powers.
@@ -337,53 +451,36 @@ impl Montgomery {
     }
 
     fn zero_limbs(&self) -> Box<[u64]> {
-        vec![0u64; self.limbs()].into_boxed_slice()
+        vec![0u64; self.kernel.width()].into_boxed_slice()
     }
 
     fn reduced_limbs(&self, x: &BigUint) -> Box<[u64]> {
         if x < &self.modulus {
-            limbs_of(x, self.limbs())
+            self.kernel.encode(x)
         } else {
-            limbs_of(&(x % &self.modulus), self.limbs())
+            self.kernel.encode(&(x % &self.modulus))
         }
     }
 
-    /// `out = a·b·R⁻¹ mod N` for `a, b < N`.
+    /// `out = REDC(a·b)`.
+    #[inline]
     pub(crate) fn mul_into(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
-        let s = self.limbs();
-        let mut stack = [0u64; STACK_LIMBS];
-        let mut heap;
-        let m: &mut [u64] = if s <= STACK_LIMBS {
-            &mut stack[..s]
-        } else {
-            heap = vec![0u64; s];
-            &mut heap
-        };
-        mont_mul(a, b, &self.n, self.n0, m, out);
+        self.kernel.mul(a, b, out);
     }
 
-    /// `out = a²·R⁻¹ mod N` for `a < N`.
+    /// `out = REDC(a²)`. A dedicated squaring (cross products once) measured slower than the
+    /// product kernel on the scalar path (its shorter, uneven carry chains overlap worse), so
+    /// squaring is a product.
+    #[inline]
     pub(crate) fn sqr_into(&self, a: &[u64], out: &mut [u64]) {
-        let s = self.limbs();
-        let mut stack = [0u64; STACK_LIMBS];
-        let mut heap;
-        let m: &mut [u64] = if s <= STACK_LIMBS {
-            &mut stack[..s]
-        } else {
-            heap = vec![0u64; s];
-            &mut heap
-        };
-        // A dedicated squaring (cross products once) measured slower than the product kernel
-        // on this code's target (its shorter, uneven carry chains overlap worse), so squaring
-        // is a product.
-        mont_mul(a, a, &self.n, self.n0, m, out);
+        self.kernel.mul(a, a, out);
     }
 }
 
 impl MontInt {
-    /// The limbs, little-endian.
-    pub fn limbs(&self) -> &[u64] {
-        &self.0
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.0.len() * 8
     }
 }
 
@@ -442,139 +539,25 @@ fn window_bits(bits: usize) -> usize {
     }
 }
 
-/// `x` as exactly `s` little-endian limbs (`x < 2^{64s}`).
-fn limbs_of(x: &BigUint, s: usize) -> Box<[u64]> {
-    let mut out = vec![0u64; s].into_boxed_slice();
-    for (o, d) in out.iter_mut().zip(x.iter_u64_digits()) {
-        *o = d;
-    }
-    out
-}
-
-fn biguint_of(limbs: &[u64]) -> BigUint {
-    let mut words = Vec::with_capacity(limbs.len() * 2);
-    for &l in limbs {
-        words.push(l as u32);
-        words.push((l >> 32) as u32);
-    }
-    let x = BigUint::new(words);
-    debug_assert!(!limbs.iter().all(|&l| l == 0) || x.is_zero());
-    x
-}
-
-/// `−x⁻¹ mod 2⁶⁴` for odd `x`, by Newton's iteration (each step doubles the correct bits).
-fn neg_inverse_mod_word(x: u64) -> u64 {
-    let mut y: u64 = 1;
-    for _ in 0..6 {
-        y = y.wrapping_mul(2u64.wrapping_sub(x.wrapping_mul(y)));
-    }
-    y.wrapping_neg()
-}
-
-/// A 192-bit column accumulator.
-#[derive(Default, Clone, Copy)]
-struct Acc {
-    lo: u128,
-    hi: u64,
-}
-
-impl Acc {
-    #[inline(always)]
-    fn add(&mut self, p: u128) {
-        let (s, o) = self.lo.overflowing_add(p);
-        self.lo = s;
-        self.hi += o as u64;
-    }
-    #[inline(always)]
-    fn add_acc(&mut self, other: Acc) {
-        self.add(other.lo);
-        self.hi += other.hi;
-    }
-    #[inline(always)]
-    fn low(&self) -> u64 {
-        self.lo as u64
-    }
-    /// Drops the low word (the column is finished).
-    #[inline(always)]
-    fn shift(&mut self) {
-        self.lo = (self.lo >> 64) | ((self.hi as u128) << 64);
-        self.hi = 0;
-    }
-}
-
-#[inline(always)]
-fn wide(a: u64, b: u64) -> u128 {
-    (a as u128) * (b as u128)
-}
-
-/// `acc += Σ x_i·y_{len−1−i} + Σ p_i·q_{len−1−i}` in two carry chains.
-#[inline(always)]
-fn dot2(acc: &mut Acc, x: &[u64], y: &[u64], p: &[u64], q: &[u64]) {
-    let len = x.len();
-    let (y, p, q) = (&y[..len], &p[..len], &q[..len]);
-    let mut second = Acc::default();
-    for i in 0..len {
-        acc.add(wide(x[i], y[len - 1 - i]));
-        second.add(wide(p[i], q[len - 1 - i]));
-    }
-    acc.add_acc(second);
-}
-
-/// Montgomery product by product scanning (see the module documentation).
-fn mont_mul(a: &[u64], b: &[u64], n: &[u64], n0: u64, m: &mut [u64], out: &mut [u64]) {
-    let s = n.len();
-    let (a, b, m, out) = (&a[..s], &b[..s], &mut m[..s], &mut out[..s]);
-    let mut acc = Acc::default();
-    for k in 0..s {
-        dot2(&mut acc, &a[..k], &b[1..=k], &m[..k], &n[1..=k]);
-        acc.add(wide(a[k], b[0]));
-        let mk = acc.low().wrapping_mul(n0);
-        m[k] = mk;
-        acc.add(wide(mk, n[0]));
-        acc.shift();
-    }
-    for k in s..2 * s - 1 {
-        let st = k - s + 1;
-        dot2(&mut acc, &a[st..], &b[st..], &m[st..], &n[st..]);
-        out[k - s] = acc.low();
-        acc.shift();
-    }
-    out[s - 1] = acc.low();
-    acc.shift();
-    final_subtract(out, acc.low(), n);
-}
-
-/// The product-scanning result `t + top·R` is below `2N`; subtract `N` once if it is `≥ N`.
-fn final_subtract(t: &mut [u64], top: u64, n: &[u64]) {
-    let mut ge = top != 0;
-    if !ge {
-        ge = true; // equal counts as ≥
-        for j in (0..n.len()).rev() {
-            if t[j] != n[j] {
-                ge = t[j] > n[j];
-                break;
-            }
-        }
-    }
-    if ge {
-        let mut borrow = false;
-        for (tj, &nj) in t.iter_mut().zip(n) {
-            let (d, b1) = tj.overflowing_sub(nj);
-            let (d, b2) = d.overflowing_sub(borrow as u64);
-            *tj = d;
-            borrow = b1 | b2;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::arith::random_bits;
-    use num_traits::One;
+    use num_traits::{One, Zero};
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
+
+    /// The context on every kernel this processor runs.
+    fn contexts(n: &BigUint) -> Vec<Montgomery> {
+        let mut out = vec![Montgomery::with_kernel(n, KernelKind::Scalar).unwrap()];
+        if KernelKind::ifma_available() {
+            out.push(Montgomery::with_kernel(n, KernelKind::Ifma).unwrap());
+        } else {
+            eprintln!("no AVX-512 IFMA on this processor: testing the scalar kernel only");
+        }
+        out
+    }
 
     fn odd_modulus(bits: u64, seed: u64) -> BigUint {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -609,8 +592,10 @@ mod tests {
             .collect();
         moduli.push((BigUint::one() << 4096u32) - 1u32);
         moduli.push((BigUint::one() << 4095u32) + 1u32);
-        for n in &moduli {
-            let ctx = Montgomery::new(n).unwrap();
+        for (n, ctx) in moduli
+            .iter()
+            .flat_map(|n| contexts(n).into_iter().map(move |c| (n, c)))
+        {
             let vals = edge_values(n, &mut rng);
             for x in &vals {
                 assert_eq!(ctx.from_mont(&ctx.to_mont(x)), x % n);
@@ -634,19 +619,20 @@ mod tests {
     fn multi_exponentiation_matches_separate_powers() {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let n = odd_modulus(1024, 7);
-        let ctx = Montgomery::new(&n).unwrap();
-        for count in [0usize, 1, 2, 65, 130] {
-            let bases: Vec<BigUint> = (0..count).map(|_| random_bits(1030, &mut rng)).collect();
-            // mixed lengths, including 0 and exponents longer than one window row
-            let exps: Vec<BigUint> = (0..count)
-                .map(|j| random_bits([128, 0, 3, 64, 129][j % 5], &mut rng))
-                .collect();
-            let expect = bases
-                .iter()
-                .zip(&exps)
-                .fold(BigUint::one(), |a, (b, e)| (a * b.modpow(e, &n)) % &n);
-            let refs: Vec<&BigUint> = bases.iter().collect();
-            assert_eq!(ctx.multi_pow(&refs, &exps), expect, "{count} bases");
+        for ctx in contexts(&n) {
+            for count in [0usize, 1, 2, 65, 130] {
+                let bases: Vec<BigUint> = (0..count).map(|_| random_bits(1030, &mut rng)).collect();
+                // mixed lengths, including 0 and exponents longer than one window row
+                let exps: Vec<BigUint> = (0..count)
+                    .map(|j| random_bits([128, 0, 3, 64, 129][j % 5], &mut rng))
+                    .collect();
+                let expect = bases
+                    .iter()
+                    .zip(&exps)
+                    .fold(BigUint::one(), |a, (b, e)| (a * b.modpow(e, &n)) % &n);
+                let refs: Vec<&BigUint> = bases.iter().collect();
+                assert_eq!(ctx.multi_pow(&refs, &exps), expect, "{count} bases");
+            }
         }
     }
 
@@ -668,34 +654,35 @@ mod tests {
             (4096, 4100),
         ] {
             let n = odd_modulus(bits, bits + ebits);
-            let ctx = Montgomery::new(&n).unwrap();
-            let x = random_bits(bits - 1, &mut rng);
-            let mut exps = vec![
-                random_bits(ebits, &mut rng),
-                BigUint::one() << ebits,
-                (BigUint::one() << ebits) - 1u32,
-            ];
-            exps.push(BigUint::zero());
-            for e in &exps {
-                let expect = x.modpow(e, &n);
+            for ctx in contexts(&n) {
+                let x = random_bits(bits - 1, &mut rng);
+                let mut exps = vec![
+                    random_bits(ebits, &mut rng),
+                    BigUint::one() << ebits,
+                    (BigUint::one() << ebits) - 1u32,
+                ];
+                exps.push(BigUint::zero());
+                for e in &exps {
+                    let expect = x.modpow(e, &n);
+                    assert_eq!(
+                        ctx.pow_mod(&x, e),
+                        expect,
+                        "{bits}-bit n, {}-bit e",
+                        e.bits()
+                    );
+                    let secret = SecretExponent::new(e);
+                    let got = ctx.from_mont(&ctx.pow_secret(&ctx.to_mont(&x), &secret));
+                    assert_eq!(got, expect, "secret, {bits}-bit n, {}-bit e", e.bits());
+                }
+                // base 0 and n − 1
+                let e = random_bits(ebits.max(3), &mut rng);
                 assert_eq!(
-                    ctx.pow_mod(&x, e),
-                    expect,
-                    "{bits}-bit n, {}-bit e",
-                    e.bits()
+                    ctx.pow_mod(&BigUint::zero(), &e),
+                    BigUint::zero().modpow(&e, &n)
                 );
-                let secret = SecretExponent::new(e);
-                let got = ctx.from_mont(&ctx.pow_secret(&ctx.to_mont(&x), &secret));
-                assert_eq!(got, expect, "secret, {bits}-bit n, {}-bit e", e.bits());
+                let m1 = &n - 1u32;
+                assert_eq!(ctx.pow_mod(&m1, &e), m1.modpow(&e, &n));
             }
-            // base 0 and n − 1
-            let e = random_bits(ebits.max(3), &mut rng);
-            assert_eq!(
-                ctx.pow_mod(&BigUint::zero(), &e),
-                BigUint::zero().modpow(&e, &n)
-            );
-            let m1 = &n - 1u32;
-            assert_eq!(ctx.pow_mod(&m1, &e), m1.modpow(&e, &n));
         }
     }
 
@@ -703,13 +690,14 @@ mod tests {
     fn products_of_many_factors_match_a_plain_fold() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let n = odd_modulus(2048, 4);
-        let ctx = Montgomery::new(&n).unwrap();
-        for k in [0usize, 1, 2, 3, 17] {
-            let xs: Vec<BigUint> = (0..k).map(|_| random_bits(2047, &mut rng)).collect();
-            let expect = xs.iter().fold(BigUint::one(), |a, x| (a * x) % &n);
-            assert_eq!(ctx.product(xs.iter()), expect, "{k} factors");
-            let refs: Vec<&BigUint> = xs.iter().collect();
-            assert_eq!(ctx.product_with(&refs, &ctx.r_power(k as u64)), expect);
+        for ctx in contexts(&n) {
+            for k in [0usize, 1, 2, 3, 17] {
+                let xs: Vec<BigUint> = (0..k).map(|_| random_bits(2047, &mut rng)).collect();
+                let expect = xs.iter().fold(BigUint::one(), |a, x| (a * x) % &n);
+                assert_eq!(ctx.product(xs.iter()), expect, "{k} factors");
+                let refs: Vec<&BigUint> = xs.iter().collect();
+                assert_eq!(ctx.product_with(&refs, &ctx.r_power(k as u64)), expect);
+            }
         }
     }
 
@@ -719,12 +707,13 @@ mod tests {
         fn random_products_match(seed in any::<u64>(), limbs in 1u64..20) {
             let mut rng = ChaCha20Rng::seed_from_u64(seed);
             let n = odd_modulus(limbs * 64 - (seed % 7), seed);
-            let ctx = Montgomery::new(&n).unwrap();
             let x = random_bits(n.bits(), &mut rng) % &n;
             let y = random_bits(n.bits(), &mut rng) % &n;
-            prop_assert_eq!(ctx.mul_mod(&x, &y), (&x * &y) % &n);
-            let xt = ctx.to_mont(&x);
-            prop_assert_eq!(ctx.from_mont(&ctx.sqr(&xt)), (&x * &x) % &n);
+            for ctx in contexts(&n) {
+                prop_assert_eq!(ctx.mul_mod(&x, &y), (&x * &y) % &n);
+                let xt = ctx.to_mont(&x);
+                prop_assert_eq!(ctx.from_mont(&ctx.sqr(&xt)), (&x * &x) % &n);
+            }
         }
     }
 }
