@@ -1,18 +1,36 @@
-//! `spddl bench`: rates of the cryptographic steps on this machine, single thread.
+//! `spddl bench crypto` and `spddl bench round`: what each cryptographic step costs on this
+//! machine, single thread and on every core, and how close a real round comes to its floor.
 //!
-//! Output is one JSON object per line, in the shape of `shared/anchors/gmp_paillier.py`
-//! (`{"impl", "op", "bits", "parties", "ops_per_s"}`), so both can be compared in one run.
+//! `--json` prints one object per line in the shape of `shared/anchors/gmp_paillier.py`
+//! (`{"impl", "op", "bits", "threads", "ops_per_s"}`), so scripts can put the two side by
+//! side from one run.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use clap::Args;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 use serde_json::json;
-use spddl_crypto::paillier::{self, Dealer, Plaintext};
+use spddl_crypto::encoding::PackingParams;
+use spddl_crypto::mont::{KernelKind, Montgomery};
+use spddl_crypto::paillier::{self, Ciphertext, Dealer, KeyShare, Plaintext, PublicKey};
+use spddl_experiments::driver;
+use spddl_experiments::keycache;
+use spddl_experiments::metrics::{Mode, RoundMetrics};
 
-/// Options of `spddl bench`.
+/// `spddl bench …`
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Rates of every primitive (one thread and all cores), key generation time, and the
+    /// projected cost of a round for a model size and client count.
+    Crypto(CryptoArgs),
+    /// Runs secure rounds of a scenario and prints each stage against the round's floor.
+    Round(RoundArgs),
+}
+
+/// Options of `spddl bench crypto`.
 #[derive(Args)]
-pub(crate) struct BenchArgs {
+pub(crate) struct CryptoArgs {
     /// Modulus size in bits.
     #[arg(long, default_value_t = 2048)]
     bits: u64,
@@ -22,109 +40,389 @@ pub(crate) struct BenchArgs {
     /// Threshold t.
     #[arg(long, default_value_t = 3)]
     threshold: u16,
-    /// Ciphertexts per decryption share (one batched proof covers them all).
-    #[arg(long, default_value_t = 16)]
+    /// Ciphertexts per batch (one decryption share and proof covers a batch).
+    #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Minimum measuring time per operation, in seconds.
+    /// Minimum measuring time per figure, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Model size for the projected round, in parameters (default: MNIST MLP 784-128-10).
+    #[arg(long, default_value_t = 101_770)]
+    params: u64,
+    /// Clients for the projected round.
+    #[arg(long, default_value_t = 20)]
+    clients: u32,
+    /// Bits per quantized value for the projected round.
+    #[arg(long, default_value_t = 16)]
+    value_bits: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `spddl bench round`.
+#[derive(Args)]
+pub(crate) struct RoundArgs {
+    /// Scenario file (TOML); without it the built-in digits scenario.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override a scenario field, as for `spddl simulate`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Rounds to run (overrides the scenario's).
+    #[arg(long, default_value_t = 3)]
+    rounds: u64,
+    /// Minimum measuring time per primitive rate, in seconds.
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
 }
 
+pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Crypto(args) => crypto(args),
+        BenchCommand::Round(args) => round(args),
+    }
+}
+
 /// Runs `op` repeatedly for at least `min` and returns operations per second, where one call
-/// of `op` performs `per_call` operations.
+/// performs `per_call` operations.
 fn rate(min: Duration, per_call: usize, mut op: impl FnMut()) -> f64 {
     op(); // warm-up (and lazy tables)
     let start = Instant::now();
     let mut calls = 0u64;
-    while start.elapsed() < min || calls < 3 {
+    while start.elapsed() < min || calls < 2 {
         op();
         calls += 1;
     }
     (calls as f64 * per_call as f64) / start.elapsed().as_secs_f64()
 }
 
-pub(crate) fn run(args: BenchArgs) -> Result<()> {
+/// Runs `f` on a pool of `threads` threads (rayon inside the library follows it).
+fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting a thread pool")?;
+    Ok(pool.install(f))
+}
+
+/// Single-thread and all-core rates of the primitives under one key.
+struct Rates {
+    encrypt: [f64; 2],
+    encrypt_textbook: [f64; 2],
+    add: f64,
+    sum: [f64; 2],
+    partial_decrypt: [f64; 2],
+    partial_decrypt_with_proof: [f64; 2],
+    verify_share: [f64; 2],
+    combine: [f64; 2],
+    modexp_full: f64,
+}
+
+fn measure(
+    pk: &PublicKey,
+    shares: &[KeyShare],
+    batch: usize,
+    min: Duration,
+    cores: usize,
+) -> Result<Rates> {
     let mut rng = rand::rng();
-    let min = Duration::from_secs_f64(args.seconds);
-    let report = |op: &str, ops_per_s: f64| {
-        println!(
-            "{}",
-            json!({"impl": "spddl", "op": op, "bits": args.bits, "parties": args.holders,
-                   "ops_per_s": (ops_per_s * 100.0).round() / 100.0})
-        );
-    };
-
-    let start = Instant::now();
-    let dealer = Dealer::generate(args.bits, &mut rng)?;
-    let (pk, shares) = dealer.deal(args.threshold, args.holders, &mut rng)?;
-    drop(dealer);
-    report("keygen_both_cores", 1.0 / start.elapsed().as_secs_f64());
-
-    let m = Plaintext::from_u64(&pk, 123_456_789)?;
-    report(
-        "encrypt_fixed_base",
-        rate(min, 1, || {
-            std::hint::black_box(pk.encrypt(&m, &mut rand::rng()));
-        }),
-    );
-    report(
-        "encrypt_textbook",
-        rate(min, 1, || {
-            std::hint::black_box(pk.encrypt_textbook(&m, &mut rand::rng()));
-        }),
-    );
-    let cts: Vec<_> = (0..args.batch.max(1))
-        .map(|i| {
-            pk.encrypt(
-                &Plaintext::from_u64(&pk, i as u64).expect("small"),
-                &mut rng,
-            )
-        })
-        .collect();
-    report(
-        "add",
-        rate(min, 1, || {
-            std::hint::black_box(pk.add(&cts[0], &cts[1 % cts.len()]));
-        }),
-    );
-    let share = &shares[0];
-    report(
-        "partial_decrypt",
-        rate(min, 1, || {
-            std::hint::black_box(share.partial_decrypt(&pk, &cts[0]).expect("same key"));
-        }),
-    );
+    let batch = batch.max(2);
+    let plaintexts: Vec<Plaintext> = (0..batch)
+        .map(|i| Plaintext::from_u64(pk, 1_000_003 * i as u64))
+        .collect::<Result<_, _>>()?;
+    pk.precompute_encryption_table();
+    let cts = pk.encrypt_all(&plaintexts, &mut rng);
     let context = b"bench";
-    report(
-        "partial_decrypt_with_batched_proof",
-        rate(min, cts.len(), || {
-            std::hint::black_box(
-                share
-                    .decrypt(&pk, &cts, context, &mut rand::rng())
-                    .expect("same key"),
-            );
-        }),
-    );
+    let t = usize::from(pk.threshold());
     let ds: Vec<_> = shares
         .iter()
-        .take(usize::from(args.threshold))
-        .map(|s| s.decrypt(&pk, &cts, context, &mut rng))
+        .take(t)
+        .map(|s| s.decrypt(pk, &cts, context, &mut rand::rng()))
         .collect::<Result<_, _>>()?;
-    report(
-        "verify_share_batched",
-        rate(min, cts.len(), || {
-            std::hint::black_box(ds[0].verify(&pk, &cts, context).expect("valid"));
-        }),
-    );
     let verified: Vec<_> = ds
         .iter()
-        .map(|d| d.verify(&pk, &cts, context))
+        .map(|d| d.verify(pk, &cts, context))
         .collect::<Result<_, _>>()?;
-    report(
-        "combine",
-        rate(min, cts.len(), || {
-            std::hint::black_box(paillier::combine(&pk, &verified).expect("valid"));
-        }),
+    let vectors: Vec<Vec<Ciphertext>> = (0..20).map(|_| cts.clone()).collect();
+    let share = &shares[0];
+
+    let both = |per_call: usize, op: &(dyn Fn() + Sync)| -> Result<[f64; 2]> {
+        Ok([
+            on_threads(1, || rate(min, per_call, op))?,
+            on_threads(cores, || rate(min, per_call, op))?,
+        ])
+    };
+    let encrypt = both(batch, &|| {
+        std::hint::black_box(pk.encrypt_all(&plaintexts, &mut rand::rng()));
+    })?;
+    let encrypt_textbook = both(batch.min(16), &|| {
+        use rayon::prelude::*;
+        plaintexts[..batch.min(16)].par_iter().for_each(|m| {
+            std::hint::black_box(pk.encrypt_textbook(m, &mut rand::rng()));
+        });
+    })?;
+    let add = on_threads(1, || {
+        rate(min, 1, || {
+            std::hint::black_box(pk.add(&cts[0], &cts[1]));
+        })
+    })?;
+    let sum = both(19 * batch, &|| {
+        std::hint::black_box(pk.sum_vectors(&vectors).expect("equal lengths"));
+    })?;
+    let partial_decrypt = both(batch, &|| {
+        use rayon::prelude::*;
+        cts.par_iter().for_each(|c| {
+            std::hint::black_box(share.partial_decrypt(pk, c).expect("same key"));
+        });
+    })?;
+    let partial_decrypt_with_proof = both(batch, &|| {
+        std::hint::black_box(
+            share
+                .decrypt(pk, &cts, context, &mut rand::rng())
+                .expect("same key"),
+        );
+    })?;
+    let verify_share = both(batch, &|| {
+        std::hint::black_box(ds[0].verify(pk, &cts, context).expect("valid"));
+    })?;
+    let combine = both(batch, &|| {
+        std::hint::black_box(paillier::combine(pk, &verified).expect("valid"));
+    })?;
+    // x^e mod n² with e of |n²| bits: the floor under a partial decryption.
+    let mont = Montgomery::new(pk.n_squared()).context("n² is odd")?;
+    let e = spddl_crypto::arith::random_bits(pk.n_squared().bits(), &mut rng);
+    let x = spddl_crypto::arith::random_bits(pk.n_squared().bits() - 1, &mut rng);
+    let modexp_full = on_threads(1, || {
+        rate(min, 1, || {
+            std::hint::black_box(mont.pow_mod(&x, &e));
+        })
+    })?;
+    Ok(Rates {
+        encrypt,
+        encrypt_textbook,
+        add,
+        sum,
+        partial_decrypt,
+        partial_decrypt_with_proof,
+        verify_share,
+        combine,
+        modexp_full,
+    })
+}
+
+fn crypto(args: CryptoArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let min = Duration::from_secs_f64(args.seconds);
+    let kernel = KernelKind::best();
+    let start = Instant::now();
+    let dealer = Dealer::generate(args.bits, &mut rand::rng())?;
+    let (pk, shares) = dealer.deal(args.threshold, args.holders, &mut rand::rng())?;
+    drop(dealer);
+    let keygen_s = start.elapsed().as_secs_f64();
+    let table_bytes = pk.precompute_encryption_table();
+    let r = measure(&pk, &shares, args.batch, min, cores)?;
+
+    let rows: Vec<(&str, [f64; 2])> = vec![
+        ("encrypt", r.encrypt),
+        ("encrypt_textbook", r.encrypt_textbook),
+        ("add", [r.add, f64::NAN]),
+        ("sum", r.sum),
+        ("partial_decrypt", r.partial_decrypt),
+        ("partial_decrypt_with_proof", r.partial_decrypt_with_proof),
+        ("verify_share", r.verify_share),
+        ("combine", r.combine),
+        ("modexp_full", [r.modexp_full, f64::NAN]),
+    ];
+
+    // Projected round (DESIGN §3 "Cost"): each client encrypts ⌈m/S⌉ ciphertexts, t holders
+    // each decrypt them once with a proof, the aggregator verifies t shares and combines.
+    let packing = PackingParams::new(
+        args.value_bits,
+        u64::from(args.clients),
+        u32::try_from(pk.bits()).unwrap_or(u32::MAX),
+    )?;
+    let per_client = args.params.div_ceil(packing.slots_per_plaintext() as u64) as f64;
+    let clients = f64::from(args.clients);
+    let t = f64::from(args.threshold);
+    let client_enc = per_client / r.encrypt[0];
+    let holder_dec = per_client / r.partial_decrypt_with_proof[0];
+    let verify = t * per_client / r.verify_share[0];
+    let combine = per_client / r.combine[0];
+    let fog = clients * per_client / r.sum[0];
+    // One value per ciphertext with textbook encryption (python-paillier, FATE's horizontal
+    // path): m encryptions at the textbook rate.
+    let naive_client_enc = args.params as f64 / r.encrypt_textbook[0];
+
+    if args.json {
+        let line = |op: &str, threads: usize, v: f64| {
+            if v.is_finite() {
+                println!(
+                    "{}",
+                    json!({"impl": "spddl", "kernel": kernel.name(), "op": op, "bits": args.bits,
+                           "parties": args.holders, "threads": threads,
+                           "ops_per_s": (v * 100.0).round() / 100.0})
+                );
+            }
+        };
+        line("keygen", cores, 1.0 / keygen_s);
+        for (op, [one, all]) in &rows {
+            line(op, 1, *one);
+            line(op, cores, *all);
+        }
+        println!(
+            "{}",
+            json!({"impl": "spddl", "op": "projected_round", "bits": args.bits,
+                   "params": args.params, "clients": args.clients, "slots": packing.slots_per_plaintext(),
+                   "ciphertexts_per_client": per_client,
+                   "client_encrypt_s": client_enc, "holder_decrypt_s": holder_dec,
+                   "aggregator_verify_s": verify, "aggregator_combine_s": combine,
+                   "fog_sum_s": fog, "textbook_one_value_client_encrypt_s": naive_client_enc,
+                   "table_bytes": table_bytes})
+        );
+        return Ok(());
+    }
+
+    println!(
+        "spddl bench crypto: {}-bit n, t = {} of ℓ = {}, kernel {}, {} cores",
+        args.bits,
+        args.threshold,
+        args.holders,
+        kernel.name(),
+        cores
+    );
+    println!(
+        "key generation (all cores): {keygen_s:.2} s; fixed-base table {:.1} MB",
+        table_bytes as f64 / 1e6
+    );
+    println!();
+    println!(
+        "{:<28} {:>14} {:>14} {:>8}",
+        "operation",
+        "1 thread /s",
+        format!("{cores} threads /s"),
+        "speedup"
+    );
+    for (op, [one, all]) in &rows {
+        if all.is_finite() {
+            println!("{op:<28} {one:>14.1} {all:>14.1} {:>7.2}×", all / one);
+        } else {
+            println!("{op:<28} {one:>14.1} {:>14} {:>8}", "", "");
+        }
+    }
+    println!(
+        "(per ciphertext; sum counts multiplications; batches of {})",
+        args.batch.max(2)
+    );
+    println!();
+    println!(
+        "projected round: {} parameters, {} clients, {}-bit values, S = {} slots of {} bits \
+         → {per_client} ciphertexts per client",
+        args.params,
+        args.clients,
+        args.value_bits,
+        packing.slots_per_plaintext(),
+        packing.slot_bits()
+    );
+    let row = |what: &str, s: f64| {
+        println!(
+            "  {what:<44} {s:>9.2} s on 1 thread, {:>8.2} s on {cores}",
+            s / cores as f64
+        )
+    };
+    row("each client: encrypt", client_enc);
+    row("each fog (all clients): sum", fog);
+    row("each key holder: partial decryption + proof", holder_dec);
+    row("aggregator: verify t shares", verify);
+    row("aggregator: combine", combine);
+    println!(
+        "  one value per ciphertext, textbook encryption (python-paillier style): \
+         {naive_client_enc:.0} s per client, {:.0}× slower than SPDDL's {client_enc:.2} s",
+        naive_client_enc / client_enc
     );
     Ok(())
+}
+
+fn round(args: RoundArgs) -> Result<()> {
+    let mut scenario = crate::simulate::load_scenario(args.config.as_deref(), &args.set)?;
+    scenario.rounds = args.rounds;
+    scenario.validate().map_err(anyhow::Error::msg)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (bits, t, l) = (scenario.key_bits, scenario.threshold, scenario.holders);
+    let (pk, shares, _) = keycache::load_or_generate(bits, t, l, false, &mut rand::rng())
+        .context("dealing the benchmark key")?;
+    let min = Duration::from_secs_f64(args.seconds);
+    println!(
+        "spddl bench round: scenario {}, {} rounds, {bits}-bit n, {t}-of-{l}, kernel {}, {cores} cores",
+        scenario.name,
+        args.rounds,
+        KernelKind::best().name()
+    );
+    let r = measure(&pk, &shares, 32, min, cores)?;
+    println!(
+        "measured single-thread rates: encrypt {:.0}/s, partial decryption + proof {:.1}/s",
+        r.encrypt[0], r.partial_decrypt_with_proof[0]
+    );
+    let federation = driver::federation(&scenario)?;
+    let keys = (pk, shares);
+    let rows: Vec<RoundMetrics> = driver::run_mode(
+        &scenario,
+        &federation,
+        Mode::Secure,
+        Some(&keys),
+        &|_, _| {},
+    )?;
+    println!();
+    println!(
+        "{:>5} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>7}",
+        "round",
+        "wall s",
+        "train s",
+        "encrypt s",
+        "fog s",
+        "decrypt s",
+        "agg s",
+        "protocol",
+        "floor s",
+        "ratio"
+    );
+    for m in &rows {
+        let c = m.ciphertexts_per_upload as f64;
+        let floor = (m.contributors as f64 * c / r.encrypt[0]
+            + m.shares_computed as f64 * c / r.partial_decrypt_with_proof[0])
+            / cores as f64;
+        // The protocol's part of the round: everything but local training and evaluation.
+        let protocol = m.encrypt_wall_s + m.fog_add_s + m.decrypt_wall_s + m.combine_s;
+        println!(
+            "{:>5} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>6.2}×",
+            m.round + 1,
+            m.wall_s,
+            m.train_wall_s,
+            m.encrypt_wall_s,
+            m.fog_add_s,
+            m.decrypt_wall_s,
+            m.combine_s,
+            protocol,
+            floor,
+            protocol / floor
+        );
+    }
+    println!(
+        "floor = (encryptions / encrypt rate + partial decryptions / partial-decryption rate) \
+         / {cores} cores; protocol = encrypt + fog + decrypt + aggregator stages, wall clock"
+    );
+    println!("peak resident memory: {}", peak_rss());
+    Ok(())
+}
+
+/// `VmHWM` of this process (Linux), for the record.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -26,8 +26,10 @@ enum Command {
     /// combine.
     #[command(subcommand)]
     Crypto(crypto_cmd::CryptoCommand),
-    /// Measure the rates of the cryptographic steps on this machine (JSON lines).
-    Bench(bench::BenchArgs),
+    /// Measure the cryptographic steps on this machine (`crypto`) or a scenario's rounds
+    /// against their floor (`round`).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run a federated training scenario in one process (secure and plaintext) and write
     /// metrics.csv, summary.json and plots into a new results directory.
     Simulate(simulate::SimulateArgs),
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Simulate(args) => simulate::run(args),
     };
     match result {

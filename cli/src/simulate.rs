@@ -90,7 +90,7 @@ pub(crate) fn run(args: SimulateArgs) -> Result<()> {
 
 /// The scenario of `config` (the built-in one without), overrides applied, validated. Every
 /// error is one line naming the file, the override or the field.
-fn load_scenario(config: Option<&Path>, sets: &[String]) -> Result<Scenario> {
+pub(crate) fn load_scenario(config: Option<&Path>, sets: &[String]) -> Result<Scenario> {
     let mut scenario = match config {
         None => Scenario::default(),
         Some(path) => {

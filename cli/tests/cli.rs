@@ -1027,3 +1027,52 @@ fn partial_decrypt_of_an_empty_file_names_that_file() {
     let line = run.failed(&["empty.json", "no ciphertexts"]);
     assert!(!line.contains("share-1.json"), "{line}");
 }
+
+#[test]
+fn bench_crypto_json_prints_every_operation_with_a_positive_rate() {
+    let run = spddl([
+        "bench",
+        "crypto",
+        "--bits",
+        "1024",
+        "--batch",
+        "2",
+        "--seconds",
+        "0.01",
+        "--params",
+        "1000",
+        "--clients",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for op in [
+        "keygen",
+        "encrypt",
+        "encrypt_textbook",
+        "add",
+        "sum",
+        "partial_decrypt",
+        "partial_decrypt_with_proof",
+        "verify_share",
+        "combine",
+        "modexp_full",
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l["op"] == op)
+            .unwrap_or_else(|| panic!("no {op} line: {}", run.context()));
+        assert_eq!(line["bits"], 1024);
+        assert!(line["ops_per_s"].as_f64().unwrap() > 0.0, "{op}: {line}");
+    }
+    let projected = lines.iter().find(|l| l["op"] == "projected_round").unwrap();
+    // 1024-bit plaintexts, 16-bit values + 2 bits of head-room for 4 clients: ⌊1023/18⌋ = 56
+    // slots, so 1000 parameters need 18 ciphertexts.
+    assert_eq!(projected["slots"], 56);
+    assert_eq!(projected["ciphertexts_per_client"], 18.0);
+}

@@ -179,6 +179,7 @@ pub fn run_mode(
             })
             .collect();
 
+        let train_start = Instant::now();
         let updates: Vec<(ClientId, LocalUpdate, f64)> = present
             .par_iter()
             .map(|c| {
@@ -189,6 +190,7 @@ pub fn run_mode(
             })
             .collect::<Result<_>>()?;
         m.train_s = updates.iter().map(|u| u.2).sum();
+        m.train_wall_s = train_start.elapsed().as_secs_f64();
 
         let mean_update = match mode {
             Mode::Plaintext => {
@@ -286,6 +288,7 @@ fn secure_round(
     }
 
     // Clients: encode, encrypt, sign.
+    let t = Instant::now();
     let sealed: Vec<(Upload, f64)> = updates
         .par_iter()
         .map(|(id, u, _)| {
@@ -296,6 +299,8 @@ fn secure_round(
         })
         .collect::<Result<_>>()?;
     m.encrypt_s = sealed.iter().map(|x| x.1).sum();
+    m.encrypt_wall_s = t.elapsed().as_secs_f64();
+    m.ciphertexts_per_upload = sealed.first().map_or(0, |(u, _)| u.ciphertexts.len());
     m.bytes_uploaded = sealed
         .iter()
         .map(|(u, _)| {
@@ -374,6 +379,7 @@ fn secure_round(
             break;
         }
         let request = decrypting.request().clone();
+        let t = Instant::now();
         let answers: Vec<(ShareIndex, Option<ShareResponse>, f64)> = ask
             .par_iter()
             .map(|&h| {
@@ -402,6 +408,8 @@ fn secure_round(
             })
             .collect::<Result<_>>()?;
         m.partial_decrypt_s += answers.iter().map(|a| a.2).sum::<f64>();
+        m.decrypt_wall_s += t.elapsed().as_secs_f64();
+        m.shares_computed += answers.iter().filter(|a| a.1.is_some()).count();
         let t = Instant::now();
         for (h, resp, _) in answers {
             match resp {

@@ -51,6 +51,17 @@ pub struct RoundMetrics {
     pub combine_s: f64,
     /// Wall-clock seconds of the round.
     pub wall_s: f64,
+    /// Wall-clock seconds of each stage in this process (the per-party sums above add up
+    /// work done in parallel): training, encryption, partial decryption.
+    pub train_wall_s: f64,
+    /// See [`RoundMetrics::train_wall_s`].
+    pub encrypt_wall_s: f64,
+    /// See [`RoundMetrics::train_wall_s`].
+    pub decrypt_wall_s: f64,
+    /// Ciphertexts in one upload (`⌈m/S⌉`).
+    pub ciphertexts_per_upload: usize,
+    /// Decryption shares computed (holders that answered, honest or not).
+    pub shares_computed: usize,
     /// Bytes of ciphertext uploaded by clients.
     pub bytes_uploaded: u64,
 }

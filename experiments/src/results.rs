@@ -374,6 +374,7 @@ pub(crate) mod tests {
                 combine_s: 0.125,
                 wall_s: 3.0,
                 bytes_uploaded: 1000,
+                ..RoundMetrics::default()
             })
             .collect()
     }

@@ -169,7 +169,7 @@ impl PublicKey {
 
     /// `Enc(a)·Enc(b) = Enc(a + b)`.
     pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Ciphertext {
-        Ciphertext((&a.0 * &b.0) % self.n_squared())
+        Ciphertext(self.mont().mul_mod(&a.0, &b.0))
     }
 
     /// `Π c_j = Enc(Σ M_j)`. The empty sum is `1`, an encryption of zero.
@@ -216,7 +216,7 @@ impl PublicKey {
     pub fn rerandomize<R: Rng + ?Sized>(&self, c: &Ciphertext, rng: &mut R) -> Ciphertext {
         let alpha = random_bits(self.alpha_bits(), rng);
         let r_n = self.fixed_base().pow(&alpha, self.mont());
-        Ciphertext((&c.0 * r_n) % self.n_squared())
+        Ciphertext(self.mont().mul_mod(&c.0, &r_n))
     }
 }
 

@@ -220,16 +220,16 @@ pub fn combine(pk: &PublicKey, shares: &[VerifiedShare]) -> Result<Vec<Plaintext
     let set: Vec<ShareIndex> = chosen.iter().map(|s| s.holder).collect();
     let mu = lagrange_at_zero(pk.delta(), &set);
     let n = pk.n();
-    let n2 = pk.n_squared();
     let exponents: Vec<(bool, BigUint)> = mu
         .iter()
         .map(|m| (m.is_negative(), m.magnitude() << 1u32))
         .collect();
     let mont = pk.mont();
-    (0..first.partials.len())
+    // Positive and negative exponents separately: c′ = P_j · N_j⁻¹ with
+    // P_j = Π_{μ_i > 0} c_{i,j}^{2μ_i} and N_j = Π_{μ_i < 0} c_{i,j}^{2|μ_i|}.
+    let (pos, neg): (Vec<BigUint>, Vec<BigUint>) = (0..first.partials.len())
         .into_par_iter()
         .map(|j| {
-            // Positive and negative exponents separately, then one inverse per ciphertext.
             let mut pos = BigUint::one();
             let mut neg = BigUint::one();
             for (share, (negative, e)) in chosen.iter().zip(&exponents) {
@@ -240,10 +240,15 @@ pub fn combine(pk: &PublicKey, shares: &[VerifiedShare]) -> Result<Vec<Plaintext
                     pos = mont.mul_mod(&pos, &term);
                 }
             }
-            let neg_inv = neg.modinv(n2).ok_or_else(|| {
-                Error::Mismatch("partial decryptions are not invertible mod n²".into())
-            })?;
-            let c_prime = (pos * neg_inv) % n2;
+            (pos, neg)
+        })
+        .unzip();
+    let neg_inv = batch_inverse(mont, &neg)
+        .ok_or_else(|| Error::Mismatch("partial decryptions are not invertible mod n²".into()))?;
+    pos.par_iter()
+        .zip(neg_inv.par_iter())
+        .map(|(p, ni)| {
+            let c_prime = mont.mul_mod(p, ni);
             // L(c′) = (c′ − 1)/n; c′ ≡ 1 (mod n) for correct shares.
             let c_minus_1 = c_prime - 1u32;
             if !(&c_minus_1 % n).is_zero() {
@@ -255,6 +260,30 @@ pub fn combine(pk: &PublicKey, shares: &[VerifiedShare]) -> Result<Vec<Plaintext
             Ok(Plaintext::from_trusted((l * pk.combine_factor()) % n))
         })
         .collect()
+}
+
+/// Inverses of every `x_j` mod `N` with one modular inversion (Montgomery's trick): prefix
+/// products `q_j = x_1⋯x_j`, then `x_j⁻¹ = q_{j−1}·q_j⁻¹` walking back. `None` if some `x_j` is
+/// not invertible.
+fn batch_inverse(mont: &crate::mont::Montgomery, xs: &[BigUint]) -> Option<Vec<BigUint>> {
+    let mut prefix = Vec::with_capacity(xs.len());
+    let mut acc = BigUint::one();
+    for x in xs {
+        acc = mont.mul_mod(&acc, x);
+        prefix.push(acc.clone());
+    }
+    let mut inv = acc.modinv(mont.modulus())?; // (x_1⋯x_k)⁻¹
+    let mut out = vec![BigUint::one(); xs.len()];
+    for j in (0..xs.len()).rev() {
+        let before = if j == 0 {
+            BigUint::one()
+        } else {
+            prefix[j - 1].clone()
+        };
+        out[j] = mont.mul_mod(&inv, &before);
+        inv = mont.mul_mod(&inv, &xs[j]);
+    }
+    Some(out)
 }
 
 /// The result of [`verify_and_combine`].
