@@ -1062,6 +1062,8 @@ fn bench_crypto_json_prints_every_operation_with_a_positive_rate() {
         "verify_share",
         "combine",
         "modexp_full",
+        "signature_verify",
+        "signature_verify_batch",
     ] {
         let line = lines
             .iter()
