@@ -214,14 +214,14 @@ fn measure(
     let signature_verify = on_threads(1, || {
         rate(min, signed.len(), || {
             for (vk, t, sig) in &signed {
-                std::hint::black_box(vk.verify(t, sig).expect("valid"));
+                std::hint::black_box(vk.verify(t, sig)).expect("valid");
             }
         })
     })?;
     let items: Vec<_> = signed.iter().map(|(vk, t, sig)| (vk, t, sig)).collect();
     let signature_verify_batch = on_threads(1, || {
         rate(min, items.len(), || {
-            std::hint::black_box(verify_batch(&items).expect("valid"));
+            std::hint::black_box(verify_batch(&items)).expect("valid");
         })
     })?;
     Ok(Rates {
