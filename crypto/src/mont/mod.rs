@@ -231,6 +231,11 @@ impl Montgomery {
         MontInt(out)
     }
 
+    /// `x̃·ỹ` into `out` (a residue of this context), without allocating.
+    pub fn mul_to(&self, x: &MontInt, y: &MontInt, out: &mut MontInt) {
+        self.mul_into(&x.0, &y.0, &mut out.0);
+    }
+
     /// `x̃²` in Montgomery form.
     pub fn sqr(&self, x: &MontInt) -> MontInt {
         let mut out = self.zero_limbs();
@@ -240,30 +245,18 @@ impl Montgomery {
 
     /// `x·y mod N` of ordinary residues: two reductions, `REDC(REDC(x·y)·R²)`.
     pub fn mul_mod(&self, x: &BigUint, y: &BigUint) -> BigUint {
-        self.product([x, y])
+        let mut xy = self.zero_limbs();
+        self.mul_into(&self.reduced_limbs(x), &self.reduced_limbs(y), &mut xy);
+        let mut out = self.zero_limbs();
+        self.mul_into(&xy, &self.r2, &mut out);
+        self.canonical(&out)
     }
 
     /// `Π x_j mod N` of ordinary residues (each `< N`), staying in Montgomery arithmetic
     /// throughout: `k` values cost `k` reductions. The empty product is 1.
     pub fn product<'a, I: IntoIterator<Item = &'a BigUint>>(&self, xs: I) -> BigUint {
-        let mut it = xs.into_iter();
-        let Some(first) = it.next() else {
-            return BigUint::from(1u32);
-        };
-        // Raw limbs x read as Montgomery forms stand for x·R⁻¹; after k − 1 products the
-        // accumulator holds Π x_j · R^{−(k−1)} and one product with R^k mod N corrects it.
-        let mut acc = self.reduced_limbs(first);
-        let mut tmp = self.zero_limbs();
-        let mut k = 1u64;
-        for x in it {
-            let x = self.reduced_limbs(x);
-            self.mul_into(&acc, &x, &mut tmp);
-            std::mem::swap(&mut acc, &mut tmp);
-            k += 1;
-        }
-        let fix = self.r_power(k);
-        self.mul_into(&acc, &fix, &mut tmp);
-        self.canonical(&tmp)
+        let xs: Vec<&BigUint> = xs.into_iter().collect();
+        self.product_with(&xs, &self.r_power(xs.len() as u64))
     }
 
     /// `Π x_j mod N` for a known count `k` of factors, with the correction `R^k` computed
@@ -273,6 +266,8 @@ impl Montgomery {
         let Some((first, rest)) = xs.split_first() else {
             return BigUint::from(1u32);
         };
+        // Raw limbs x read as Montgomery forms stand for x·R⁻¹; after k − 1 products the
+        // accumulator holds Π x_j · R^{−(k−1)} and one product with R^k mod N corrects it.
         let mut acc = self.reduced_limbs(first);
         let mut tmp = self.zero_limbs();
         for x in rest {

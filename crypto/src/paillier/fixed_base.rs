@@ -62,13 +62,18 @@ impl FixedBaseTable {
         debug_assert!(e.bits() <= self.exponent_bits);
         // With 8-bit windows the digits are the little-endian bytes of e.
         let mut acc: Option<MontInt> = None;
+        let mut tmp = ctx.one(); // scratch of the right width, reused for every product
         for (row, &digit) in self.rows.iter().zip(e.to_bytes_le().iter()) {
-            if digit != 0 {
-                let entry = &row[digit as usize - 1];
-                acc = Some(match acc {
-                    None => entry.clone(),
-                    Some(a) => ctx.mul(&a, entry),
-                });
+            if digit == 0 {
+                continue;
+            }
+            let entry = &row[digit as usize - 1];
+            match acc.as_mut() {
+                None => acc = Some(entry.clone()),
+                Some(a) => {
+                    ctx.mul_to(a, entry, &mut tmp);
+                    std::mem::swap(a, &mut tmp);
+                }
             }
         }
         match acc {
