@@ -29,13 +29,33 @@ pub enum AggregatorError {
         /// The sender.
         fog: FogId,
     },
-    /// A second aggregate from the same fog worker.
-    #[error("{fog}: second aggregate in the same round")]
-    DuplicateAggregate {
+    /// An aggregate holding clients already counted in this round (a replayed aggregate, or
+    /// a client that uploaded through two fog workers). Nothing of it is kept; the fog may
+    /// resubmit without those clients.
+    #[error("{fog}: aggregate holds clients already counted in this round: {clients:?}")]
+    AlreadyCounted {
         /// The sender.
         fog: FogId,
+        /// The clients counted before.
+        clients: Vec<ClientId>,
     },
-    /// A fog aggregate claiming a client that was not assigned to it.
+    /// A fog aggregate outside the round's collection (late, or before the round opened).
+    #[error("{sender}: {round} is not collecting updates now")]
+    NotCollecting {
+        /// The sender.
+        sender: String,
+        /// The current round.
+        round: RoundId,
+    },
+    /// A share sent when no decryption is under way.
+    #[error("key holder {holder}: {round} is not decrypting now")]
+    NotDecrypting {
+        /// The holder.
+        holder: ShareIndex,
+        /// The current round.
+        round: RoundId,
+    },
+    /// A fog aggregate claiming a client that may not upload through that fog this round.
     #[error("{fog}: claims {client}, which was not assigned to it")]
     ClientNotAssigned {
         /// The fog worker.

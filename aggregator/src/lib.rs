@@ -6,10 +6,12 @@
 //! A sans-IO core: a round is [`Collecting`], then [`Decrypting`], then a [`RoundOutcome`];
 //! each step consumes the previous state, so a step cannot be skipped or repeated.
 
+mod coordinator;
 mod error;
 mod round;
 mod strategy;
 
+pub use coordinator::{Completed, Coordinator, Event, PhaseKind, Settings};
 pub use error::AggregatorError;
-pub use round::{Collecting, Decrypting, RoundOutcome, assign_round_robin};
+pub use round::{Assignment, Collecting, Decrypting, RoundOutcome, assign_round_robin};
 pub use strategy::{FedAdam, FedAvg, Strategy};

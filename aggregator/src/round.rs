@@ -11,12 +11,16 @@ use spddl_proto::{
 
 use crate::AggregatorError;
 
-/// Assigns clients to fog workers in turn (client `k` to fog `k mod F`).
-pub fn assign_round_robin(clients: &[ClientId], fogs: &[FogId]) -> BTreeMap<ClientId, FogId> {
+/// Which fog workers each client of a round may upload through, in the order it tries them:
+/// its assigned fog first, then its fallbacks.
+pub type Assignment = BTreeMap<ClientId, Vec<FogId>>;
+
+/// Assigns clients to fog workers in turn (client `k` to fog `k mod F`), without fallbacks.
+pub fn assign_round_robin(clients: &[ClientId], fogs: &[FogId]) -> Assignment {
     clients
         .iter()
         .zip(fogs.iter().cycle())
-        .map(|(c, f)| (*c, *f))
+        .map(|(c, f)| (*c, vec![*f]))
         .collect()
 }
 
@@ -26,19 +30,21 @@ pub struct Collecting {
     pk: PublicKey,
     config: RoundConfig,
     registry: Registry,
-    assignment: BTreeMap<ClientId, FogId>,
+    assignment: Assignment,
     expected_len: usize,
-    aggregates: BTreeMap<FogId, FogAggregate>,
+    aggregates: Vec<FogAggregate>,
+    counted: BTreeMap<ClientId, FogId>,
 }
 
 impl Collecting {
-    /// Opens a round. `assignment` says which fog worker each selected client uploads to;
-    /// `expected_len` is `⌈m / S⌉`.
+    /// Opens a round. `assignment` says which fog workers each selected client may upload
+    /// through; `expected_len` is `⌈m / S⌉`. A fog worker may forward several aggregates in a
+    /// round (each of clients not counted before).
     pub fn new(
         pk: &PublicKey,
         config: RoundConfig,
         registry: Registry,
-        assignment: BTreeMap<ClientId, FogId>,
+        assignment: Assignment,
         expected_len: usize,
     ) -> Self {
         Collecting {
@@ -47,8 +53,24 @@ impl Collecting {
             registry,
             assignment,
             expected_len,
-            aggregates: BTreeMap::new(),
+            aggregates: Vec::new(),
+            counted: BTreeMap::new(),
         }
+    }
+
+    /// The round's assignment.
+    pub fn assignment(&self) -> &Assignment {
+        &self.assignment
+    }
+
+    /// Whether every selected client's update is in.
+    pub fn all_counted(&self) -> bool {
+        self.counted.len() == self.assignment.len()
+    }
+
+    /// Whether `client`'s update is in, and through which fog worker.
+    pub fn counted(&self, client: ClientId) -> Option<FogId> {
+        self.counted.get(&client).copied()
     }
 
     /// The round's configuration.
@@ -71,15 +93,24 @@ impl Collecting {
         };
         key.verify(&agg.transcript(&self.pk), &agg.signature)
             .map_err(|_| AggregatorError::BadFogSignature { fog })?;
-        if self.aggregates.contains_key(&fog) {
-            return Err(AggregatorError::DuplicateAggregate { fog });
-        }
-        // Each client belongs to exactly one fog, so no client can be counted twice.
-        if let Some((client, _)) = agg
+        let repeated: Vec<ClientId> = agg
             .contributors
             .iter()
-            .find(|(c, _)| self.assignment.get(c) != Some(&fog))
-        {
+            .map(|(c, _)| *c)
+            .filter(|c| self.counted.contains_key(c))
+            .collect();
+        if !repeated.is_empty() {
+            return Err(AggregatorError::AlreadyCounted {
+                fog,
+                clients: repeated,
+            });
+        }
+        if let Some((client, _)) = agg.contributors.iter().find(|(c, _)| {
+            !self
+                .assignment
+                .get(c)
+                .is_some_and(|fogs| fogs.contains(&fog))
+        }) {
             return Err(AggregatorError::ClientNotAssigned {
                 fog,
                 client: *client,
@@ -92,27 +123,28 @@ impl Collecting {
                 expected: self.expected_len,
             });
         }
-        self.aggregates.insert(fog, agg);
+        for (c, _) in &agg.contributors {
+            self.counted.insert(*c, fog);
+        }
+        self.aggregates.push(agg);
         Ok(())
     }
 
     /// Clients whose updates are in the aggregates received so far.
     pub fn contributors(&self) -> Vec<ClientId> {
-        self.aggregates
-            .values()
-            .flat_map(|a| a.contributors.iter().map(|(c, _)| *c))
-            .collect()
+        self.counted.keys().copied().collect()
     }
 
     /// Closes collection: multiplies the fog aggregates into the round's sum `C` and signs
     /// the request to the key holders. Refuses when fewer than `min_contributors` updates
     /// are in, so a small sum is never decrypted.
     pub fn close(self, key: &SigningKey) -> Result<Decrypting, AggregatorError> {
-        let contributors: Vec<(ClientId, u64)> = self
+        let mut contributors: Vec<(ClientId, u64)> = self
             .aggregates
-            .values()
+            .iter()
             .flat_map(|a| a.contributors.iter().copied())
             .collect();
+        contributors.sort();
         if contributors.len() < self.config.min_contributors as usize {
             return Err(AggregatorError::TooFewContributors {
                 got: contributors.len(),
@@ -126,11 +158,8 @@ impl Collecting {
             });
         }
         let total_weight: u64 = contributors.iter().map(|(_, w)| w).sum();
-        let vectors: Vec<Vec<Ciphertext>> = self
-            .aggregates
-            .into_values()
-            .map(|a| a.ciphertexts)
-            .collect();
+        let vectors: Vec<Vec<Ciphertext>> =
+            self.aggregates.into_iter().map(|a| a.ciphertexts).collect();
         let sum = self.pk.sum_vectors(&vectors)?;
         let round = self.config.round;
         let count = u32::try_from(contributors.len()).unwrap_or(u32::MAX);

@@ -135,7 +135,7 @@ impl World {
             .map(|f| {
                 let mine: Vec<ClientId> = assignment
                     .iter()
-                    .filter(|(_, g)| **g == FogId(f))
+                    .filter(|(_, g)| g.contains(&FogId(f)))
                     .map(|(c, _)| *c)
                     .collect();
                 FogRound::new(&self.pk, FogId(f), ROUND, &self.registry, &mine, len, 1000)
@@ -143,7 +143,7 @@ impl World {
             .collect();
         for &k in present {
             let up = self.upload(k, &updates[k].0, updates[k].1);
-            let f = assignment[&ClientId(k as u32)].0 as usize;
+            let f = assignment[&ClientId(k as u32)][0].0 as usize;
             fogs[f].receive(&up, &self.registry).unwrap();
         }
         fogs.into_iter()
@@ -349,6 +349,9 @@ fn forged_or_misassigned_fog_aggregates_are_refused() {
     collecting.receive(aggs[0].clone()).unwrap();
     assert_eq!(
         collecting.receive(aggs[0].clone()).unwrap_err(),
-        AggregatorError::DuplicateAggregate { fog: FogId(0) }
+        AggregatorError::AlreadyCounted {
+            fog: FogId(0),
+            clients: aggs[0].contributors.iter().map(|(c, _)| *c).collect()
+        }
     );
 }

@@ -325,7 +325,7 @@ fn secure_round(
         .map(|&fog| {
             let mine: Vec<ClientId> = assignment
                 .iter()
-                .filter(|(_, f)| **f == fog)
+                .filter(|(_, f)| f.contains(&fog))
                 .map(|(c, _)| *c)
                 .collect();
             let mut fr = FogRound::new(
@@ -339,7 +339,7 @@ fn secure_round(
             );
             let uploads: Vec<Upload> = sealed
                 .iter()
-                .filter(|(u, _)| assignment.get(&u.client) == Some(&fog))
+                .filter(|(u, _)| assignment.get(&u.client).is_some_and(|f| f.contains(&fog)))
                 .map(|(u, _)| u.clone())
                 .collect();
             let rejected = fr.receive_all(&uploads, &registry);

@@ -80,7 +80,9 @@ pub struct FogRound {
     expected_len: usize,
     max_weight: u64,
     accepted: BTreeMap<ClientId, u64>,
-    /// Running element-wise product of the accepted ciphertexts.
+    /// Clients accepted since the last [`FogRound::take_aggregate`], with their weights.
+    batch: BTreeMap<ClientId, u64>,
+    /// Running element-wise product of the batch's ciphertexts.
     sum: Vec<Ciphertext>,
 }
 
@@ -109,6 +111,7 @@ impl FogRound {
             expected_len,
             max_weight,
             accepted: BTreeMap::new(),
+            batch: BTreeMap::new(),
             sum: Vec::new(),
         }
     }
@@ -152,6 +155,7 @@ impl FogRound {
 
     fn accept(&mut self, up: &Upload) {
         self.accepted.insert(up.client, up.weight);
+        self.batch.insert(up.client, up.weight);
         if self.sum.is_empty() {
             self.sum = up.ciphertexts.clone();
         } else {
@@ -222,19 +226,68 @@ impl FogRound {
 
     /// Closes the round and signs the aggregate. With no accepted upload there is nothing
     /// to forward (`None`).
-    pub fn finish(self, key: &SigningKey) -> Option<FogAggregate> {
-        if self.accepted.is_empty() {
+    pub fn finish(mut self, key: &SigningKey) -> Option<FogAggregate> {
+        self.take_aggregate(key)
+    }
+
+    /// Signs the aggregate of the uploads accepted since the last call and starts a new
+    /// batch; the round stays open and still refuses a client accepted before. `None` when
+    /// nothing was accepted since. A deployed fog worker forwards a batch as soon as it has
+    /// one, so an accepted upload waits for no deadline.
+    pub fn take_aggregate(&mut self, key: &SigningKey) -> Option<FogAggregate> {
+        if self.batch.is_empty() {
             return None;
         }
-        let contributors: Vec<(ClientId, u64)> = self.accepted.into_iter().collect();
-        let transcript =
-            FogAggregate::transcript_for(&self.pk, self.round, self.fog, &contributors, &self.sum);
-        Some(FogAggregate {
-            round: self.round,
-            fog: self.fog,
+        let contributors: Vec<(ClientId, u64)> =
+            std::mem::take(&mut self.batch).into_iter().collect();
+        let sum = std::mem::take(&mut self.sum);
+        Some(sign_aggregate(
+            &self.pk,
+            key,
+            self.round,
+            self.fog,
             contributors,
-            ciphertexts: self.sum,
-            signature: key.sign(&transcript),
-        })
+            sum,
+        ))
+    }
+}
+
+/// Adds uploads that were already checked (by [`FogRound::receive`]) and signs their
+/// aggregate: for re-forming a batch without clients the aggregator had counted already.
+/// `None` for no uploads.
+pub fn aggregate_checked(
+    pk: &PublicKey,
+    key: &SigningKey,
+    fog: FogId,
+    uploads: &[&Upload],
+) -> Option<FogAggregate> {
+    let first = uploads.first()?;
+    let mut sum = first.ciphertexts.clone();
+    for up in &uploads[1..] {
+        for (s, c) in sum.iter_mut().zip(&up.ciphertexts) {
+            *s = pk.add(s, c);
+        }
+    }
+    let mut contributors: Vec<(ClientId, u64)> =
+        uploads.iter().map(|u| (u.client, u.weight)).collect();
+    contributors.sort();
+    Some(sign_aggregate(pk, key, first.round, fog, contributors, sum))
+}
+
+fn sign_aggregate(
+    pk: &PublicKey,
+    key: &SigningKey,
+    round: RoundId,
+    fog: FogId,
+    contributors: Vec<(ClientId, u64)>,
+    ciphertexts: Vec<Ciphertext>,
+) -> FogAggregate {
+    let transcript = FogAggregate::transcript_for(pk, round, fog, &contributors, &ciphertexts);
+    FogAggregate {
+        round,
+        fog,
+        contributors,
+        ciphertexts,
+        signature: key.sign(&transcript),
     }
 }

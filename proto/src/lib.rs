@@ -19,3 +19,8 @@ pub use messages::{
     ciphertexts_digest, decryption_context,
 };
 pub use registry::{Registry, Sender};
+
+#[cfg(feature = "grpc")]
+pub mod transport;
+#[cfg(feature = "grpc")]
+pub mod wire;

@@ -1,0 +1,471 @@
+//! The aggregator across rounds and deadlines: the sans-IO state machine the gRPC service
+//! drives. It never reads a clock (the caller passes `now` in milliseconds) and never moves
+//! bytes; it takes messages and returns [`Event`]s for the caller to log and persist.
+//!
+//! A round goes `Idle → Collecting → Decrypting → Idle` (the next round) or `→ Finished`.
+//! Collection closes when every selected client is counted, or at the collection deadline if
+//! at least `min_contributors` are (otherwise the deadline moves on). Holders asked for a
+//! share that do not answer within the share timeout are marked silent and others are asked
+//! (DESIGN §6: up to `ℓ − t` may drop); if too few valid shares remain possible, the round
+//! is restarted from collection.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use spddl_crypto::identity::{Signature, SigningKey};
+use spddl_crypto::paillier::{PublicKey, ShareIndex};
+use spddl_proto::{
+    ClientId, DecryptionRequest, FogAggregate, Registry, RoundConfig, RoundId, ShareResponse,
+};
+
+use crate::{AggregatorError, Assignment, Collecting, Decrypting, RoundOutcome, Strategy};
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rounds to run in all.
+    pub rounds: u64,
+    /// Every round's config; `round` and `model_digest` are set per round.
+    pub template: RoundConfig,
+    /// How long collection waits for uploads before closing with what it has.
+    pub collect_timeout_ms: u64,
+    /// How long an asked key holder may take before it is counted silent.
+    pub share_timeout_ms: u64,
+}
+
+/// Where the coordinator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseKind {
+    /// Between rounds: waiting for [`Coordinator::open`].
+    Idle,
+    /// Accepting fog aggregates.
+    Collecting,
+    /// Waiting for decryption shares.
+    Decrypting,
+    /// Every round is done.
+    Finished,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    Collecting(Box<Collecting>),
+    Decrypting {
+        decrypting: Box<Decrypting>,
+        asked_at: BTreeMap<ShareIndex, u64>,
+        answered: BTreeSet<ShareIndex>,
+    },
+    Finished,
+}
+
+/// What happened, for the caller to log and persist.
+#[derive(Debug)]
+pub enum Event {
+    /// Collection closed; the sum goes to the holders.
+    Closed {
+        /// The round.
+        round: RoundId,
+        /// Updates in the sum.
+        contributors: usize,
+    },
+    /// Collection's deadline passed with too few updates; it goes on.
+    Waiting {
+        /// The round.
+        round: RoundId,
+        /// Updates in so far.
+        have: usize,
+        /// The minimum.
+        min: u32,
+    },
+    /// Holders asked for a share.
+    Asked {
+        /// The round.
+        round: RoundId,
+        /// The holders.
+        holders: Vec<ShareIndex>,
+    },
+    /// A holder did not answer in time.
+    Silent {
+        /// The round.
+        round: RoundId,
+        /// The holder.
+        holder: ShareIndex,
+    },
+    /// The round could not complete and goes back to collection from scratch.
+    Restarted {
+        /// The round.
+        round: RoundId,
+        /// Why.
+        reason: String,
+    },
+    /// The round completed; the global model moved on.
+    Completed(Box<Completed>),
+}
+
+/// A completed round.
+#[derive(Debug)]
+pub struct Completed {
+    /// What the round produced.
+    pub outcome: RoundOutcome,
+    /// The global model after the strategy applied the mean update.
+    pub global: Vec<f32>,
+    /// The next round, `None` when the run is over.
+    pub next: Option<RoundId>,
+}
+
+/// The aggregator's state machine over rounds.
+pub struct Coordinator {
+    pk: PublicKey,
+    key: SigningKey,
+    registry: Registry,
+    settings: Settings,
+    strategy: Box<dyn Strategy + Send>,
+    expected_len: usize,
+    round: RoundId,
+    global: Vec<f32>,
+    config: RoundConfig,
+    config_signature: Signature,
+    assignment: Assignment,
+    deadline_ms: u64,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("round", &self.round)
+            .field("phase", &self.phase_kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator at `round` with the global model `global` (from storage after a
+    /// restart), idle until [`Coordinator::open`].
+    pub fn new(
+        pk: &PublicKey,
+        key: SigningKey,
+        registry: Registry,
+        settings: Settings,
+        strategy: Box<dyn Strategy + Send>,
+        round: RoundId,
+        global: Vec<f32>,
+    ) -> Result<Self, AggregatorError> {
+        let expected_len = settings
+            .template
+            .encoder(pk)
+            .map_err(spddl_crypto::Error::from)?
+            .packing()
+            .plaintexts_for(global.len());
+        let config = Self::config_for(&settings, round, &global);
+        let config_signature = key.sign(&config.transcript());
+        let phase = if round.0 >= settings.rounds {
+            Phase::Finished
+        } else {
+            Phase::Idle
+        };
+        Ok(Coordinator {
+            pk: pk.clone(),
+            key,
+            registry,
+            settings,
+            strategy,
+            expected_len,
+            round,
+            global,
+            config,
+            config_signature,
+            assignment: Assignment::new(),
+            deadline_ms: 0,
+            phase,
+        })
+    }
+
+    fn config_for(settings: &Settings, round: RoundId, global: &[f32]) -> RoundConfig {
+        RoundConfig {
+            round,
+            num_params: global.len() as u64,
+            model_digest: RoundConfig::digest_model(global),
+            ..settings.template.clone()
+        }
+    }
+
+    /// The current round.
+    pub fn round(&self) -> RoundId {
+        self.round
+    }
+
+    /// The current round's config and the aggregator's signature on it.
+    pub fn config(&self) -> (&RoundConfig, &Signature) {
+        (&self.config, &self.config_signature)
+    }
+
+    /// The global model the current round starts from.
+    pub fn global(&self) -> &[f32] {
+        &self.global
+    }
+
+    /// Ciphertexts per upload, `⌈m / S⌉`.
+    pub fn expected_len(&self) -> usize {
+        self.expected_len
+    }
+
+    /// The current round's assignment (empty when idle).
+    pub fn assignment(&self) -> &Assignment {
+        &self.assignment
+    }
+
+    /// Where the coordinator is.
+    pub fn phase_kind(&self) -> PhaseKind {
+        match self.phase {
+            Phase::Idle => PhaseKind::Idle,
+            Phase::Collecting(_) => PhaseKind::Collecting,
+            Phase::Decrypting { .. } => PhaseKind::Decrypting,
+            Phase::Finished => PhaseKind::Finished,
+        }
+    }
+
+    /// Opens collection for the current round with the clients of `assignment`.
+    pub fn open(&mut self, assignment: Assignment, now_ms: u64) {
+        if !matches!(self.phase, Phase::Idle) {
+            return;
+        }
+        self.assignment = assignment.clone();
+        self.deadline_ms = now_ms + self.settings.collect_timeout_ms;
+        self.phase = Phase::Collecting(Box::new(Collecting::new(
+            &self.pk,
+            self.config.clone(),
+            self.registry.clone(),
+            assignment,
+            self.expected_len,
+        )));
+    }
+
+    /// Whether `client`'s update is counted in the current round (or the round is past
+    /// collection, so an upload would come too late).
+    pub fn counted(&self, client: ClientId) -> bool {
+        match &self.phase {
+            Phase::Collecting(c) => c.counted(client).is_some(),
+            _ => true,
+        }
+    }
+
+    /// Checks and keeps a fog aggregate (see [`Collecting::receive`]).
+    pub fn receive_aggregate(
+        &mut self,
+        agg: FogAggregate,
+        now_ms: u64,
+    ) -> Result<Vec<Event>, AggregatorError> {
+        let Phase::Collecting(c) = &mut self.phase else {
+            return Err(AggregatorError::NotCollecting {
+                sender: agg.fog.to_string(),
+                round: self.round,
+            });
+        };
+        if agg.round != self.round {
+            return Err(AggregatorError::WrongRound {
+                sender: agg.fog.to_string(),
+                got: agg.round,
+                expected: self.round,
+            });
+        }
+        c.receive(agg)?;
+        Ok(self.tick(now_ms))
+    }
+
+    /// The decryption request `holder` should answer now, if it was asked and has not.
+    pub fn request_for(&self, holder: ShareIndex) -> Option<&DecryptionRequest> {
+        match &self.phase {
+            Phase::Decrypting {
+                decrypting,
+                asked_at,
+                answered,
+            } if asked_at.contains_key(&holder) && !answered.contains(&holder) => {
+                Some(decrypting.request())
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks a holder's share; completes the round once `t` valid shares are in.
+    pub fn receive_share(
+        &mut self,
+        resp: &ShareResponse,
+        now_ms: u64,
+    ) -> Result<Vec<Event>, AggregatorError> {
+        let Phase::Decrypting {
+            decrypting,
+            answered,
+            ..
+        } = &mut self.phase
+        else {
+            return Err(AggregatorError::NotDecrypting {
+                holder: resp.share.holder,
+                round: self.round,
+            });
+        };
+        let result = decrypting.receive(resp);
+        if !matches!(
+            result,
+            Err(AggregatorError::UnknownHolder { .. }
+                | AggregatorError::BadHolderSignature { .. }
+                | AggregatorError::WrongRound { .. })
+        ) {
+            answered.insert(resp.share.holder);
+        }
+        result?;
+        Ok(self.tick(now_ms))
+    }
+
+    /// Advances deadlines: closes collection, marks silent holders, asks others, completes
+    /// or restarts the round.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            let before = self.phase_kind();
+            self.step(now_ms, &mut events);
+            if self.phase_kind() == before {
+                return events;
+            }
+        }
+    }
+
+    fn step(&mut self, now_ms: u64, events: &mut Vec<Event>) {
+        let round = self.round;
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Collecting(c) => {
+                let have = c.contributors().len();
+                let min = self.config.min_contributors;
+                let due = c.all_counted() || now_ms >= self.deadline_ms;
+                if !due {
+                    self.phase = Phase::Collecting(c);
+                } else if have < min as usize || have == 0 {
+                    if now_ms >= self.deadline_ms {
+                        events.push(Event::Waiting { round, have, min });
+                        self.deadline_ms = now_ms + self.settings.collect_timeout_ms;
+                    }
+                    self.phase = Phase::Collecting(c);
+                } else {
+                    match c.close(&self.key) {
+                        Ok(d) => {
+                            events.push(Event::Closed {
+                                round,
+                                contributors: have,
+                            });
+                            self.phase = Phase::Decrypting {
+                                decrypting: Box::new(d),
+                                asked_at: BTreeMap::new(),
+                                answered: BTreeSet::new(),
+                            };
+                            self.ask(now_ms, events);
+                        }
+                        Err(e) => {
+                            events.push(Event::Restarted {
+                                round,
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+            Phase::Decrypting {
+                mut decrypting,
+                asked_at,
+                answered,
+            } => {
+                if decrypting.is_ready() {
+                    self.complete(*decrypting, events);
+                    return;
+                }
+                for (&holder, &at) in &asked_at {
+                    if !answered.contains(&holder) && now_ms >= at + self.settings.share_timeout_ms
+                    {
+                        decrypting.mark_silent(holder);
+                        events.push(Event::Silent { round, holder });
+                    }
+                }
+                let silent: BTreeSet<ShareIndex> = asked_at
+                    .iter()
+                    .filter(|(h, at)| {
+                        !answered.contains(h) && now_ms >= **at + self.settings.share_timeout_ms
+                    })
+                    .map(|(h, _)| *h)
+                    .collect();
+                let mut answered = answered;
+                answered.extend(silent);
+                self.phase = Phase::Decrypting {
+                    decrypting,
+                    asked_at,
+                    answered,
+                };
+                self.ask(now_ms, events);
+                if let Phase::Decrypting {
+                    asked_at, answered, ..
+                } = &self.phase
+                    && asked_at.keys().all(|h| answered.contains(h))
+                {
+                    // Everyone asked has answered or timed out, nobody left to ask.
+                    let Phase::Decrypting { decrypting, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Idle)
+                    else {
+                        return;
+                    };
+                    let reason = match decrypting.finish() {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "unexpected".into(),
+                    };
+                    events.push(Event::Restarted { round, reason });
+                }
+            }
+            other => self.phase = other,
+        }
+    }
+
+    fn ask(&mut self, now_ms: u64, events: &mut Vec<Event>) {
+        if let Phase::Decrypting {
+            decrypting,
+            asked_at,
+            ..
+        } = &mut self.phase
+        {
+            let fresh = decrypting.holders_to_ask();
+            if !fresh.is_empty() {
+                for h in &fresh {
+                    asked_at.insert(*h, now_ms);
+                }
+                events.push(Event::Asked {
+                    round: self.round,
+                    holders: fresh,
+                });
+            }
+        }
+    }
+
+    fn complete(&mut self, decrypting: Decrypting, events: &mut Vec<Event>) {
+        let round = self.round;
+        match decrypting.finish() {
+            Ok(outcome) => {
+                self.strategy.apply(&mut self.global, &outcome.mean_update);
+                self.round = RoundId(round.0 + 1);
+                self.config = Self::config_for(&self.settings, self.round, &self.global);
+                self.config_signature = self.key.sign(&self.config.transcript());
+                self.assignment.clear();
+                let next = if self.round.0 >= self.settings.rounds {
+                    self.phase = Phase::Finished;
+                    None
+                } else {
+                    self.phase = Phase::Idle;
+                    Some(self.round)
+                };
+                events.push(Event::Completed(Box::new(Completed {
+                    outcome,
+                    global: self.global.clone(),
+                    next,
+                })));
+            }
+            Err(e) => events.push(Event::Restarted {
+                round,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
