@@ -10,8 +10,14 @@ mod coordinator;
 mod error;
 mod round;
 mod strategy;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "grpc")]
+pub mod store;
 
 pub use coordinator::{Completed, Coordinator, Event, PhaseKind, Settings};
 pub use error::AggregatorError;
-pub use round::{Assignment, Collecting, Decrypting, RoundOutcome, assign_round_robin};
+pub use round::{
+    Assignment, Collecting, Decrypting, FogLoad, RoundOutcome, assign_by_load, assign_round_robin,
+};
 pub use strategy::{FedAdam, FedAvg, Strategy};

@@ -355,3 +355,85 @@ pub struct RoundOutcome {
     /// Shares refused, each naming its holder.
     pub blamed: Vec<AggregatorError>,
 }
+
+/// A fog worker as the aggregator sees it when assigning clients: whether it passed its last
+/// health check, its measured round-trip time, and its current load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FogLoad {
+    /// The fog worker.
+    pub fog: FogId,
+    /// Whether its last health check succeeded.
+    pub healthy: bool,
+    /// Its last measured health-check round trip, in milliseconds.
+    pub latency_ms: f64,
+    /// Uploads it holds that are not yet in a stored aggregate.
+    pub pending: u64,
+}
+
+/// Adaptive assignment: each client goes, in id order, to the healthy fog worker with the
+/// lowest cost `(load + 1) · (1 + latency / 10 ms)`, where `load` is its pending uploads plus
+/// the clients assigned to it so far; its fallbacks are the other fogs, healthy ones first by
+/// the same cost. Unhealthy fogs are never a primary unless none is healthy.
+pub fn assign_by_load(clients: &[ClientId], fogs: &[FogLoad]) -> Assignment {
+    let any_healthy = fogs.iter().any(|f| f.healthy);
+    let mut load: BTreeMap<FogId, u64> = fogs.iter().map(|f| (f.fog, f.pending)).collect();
+    let cost = |f: &FogLoad, load: &BTreeMap<FogId, u64>| {
+        let unhealthy = if f.healthy || !any_healthy { 0.0 } else { 1e12 };
+        unhealthy + (load[&f.fog] as f64 + 1.0) * (1.0 + f.latency_ms.max(0.0) / 10.0)
+    };
+    clients
+        .iter()
+        .map(|&c| {
+            let mut order: Vec<&FogLoad> = fogs.iter().collect();
+            order.sort_by(|a, b| {
+                cost(a, &load)
+                    .total_cmp(&cost(b, &load))
+                    .then(a.fog.cmp(&b.fog))
+            });
+            let list: Vec<FogId> = order.iter().map(|f| f.fog).collect();
+            if let Some(first) = list.first() {
+                *load.entry(*first).or_default() += 1;
+            }
+            (c, list)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    fn fog(id: u32, healthy: bool, latency_ms: f64, pending: u64) -> FogLoad {
+        FogLoad {
+            fog: FogId(id),
+            healthy,
+            latency_ms,
+            pending,
+        }
+    }
+
+    fn primaries(a: &Assignment, fog: u32) -> usize {
+        a.values().filter(|l| l[0] == FogId(fog)).count()
+    }
+
+    #[test]
+    fn equal_fogs_share_clients_evenly_and_list_every_fog() {
+        let clients: Vec<ClientId> = (0..20).map(ClientId).collect();
+        let a = assign_by_load(&clients, &[fog(0, true, 1.0, 0), fog(1, true, 1.0, 0)]);
+        assert_eq!(primaries(&a, 0), 10);
+        assert_eq!(primaries(&a, 1), 10);
+        assert!(a.values().all(|l| l.len() == 2 && l[0] != l[1]));
+    }
+
+    #[test]
+    fn slow_or_loaded_fogs_get_fewer_clients_and_unhealthy_none() {
+        let clients: Vec<ClientId> = (0..30).map(ClientId).collect();
+        let a = assign_by_load(&clients, &[fog(0, true, 1.0, 0), fog(1, true, 30.0, 0)]);
+        assert!(primaries(&a, 0) > 2 * primaries(&a, 1), "{a:?}");
+        let a = assign_by_load(&clients, &[fog(0, true, 1.0, 20), fog(1, true, 1.0, 0)]);
+        assert!(primaries(&a, 1) > primaries(&a, 0));
+        let a = assign_by_load(&clients, &[fog(0, false, 1.0, 0), fog(1, true, 50.0, 9)]);
+        assert_eq!(primaries(&a, 0), 0);
+        assert!(a.values().all(|l| l == &vec![FogId(1), FogId(0)]));
+    }
+}

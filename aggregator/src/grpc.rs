@@ -1,0 +1,690 @@
+//! The aggregator as a gRPC server: the `Aggregator` service for fog workers, `ClientRounds`
+//! for clients and `KeyHolders` for key holders (clients and holders only dial out), a
+//! health service, a health-check loop over the fog workers for adaptive assignment, and the
+//! durable [`Store`]. The round logic is the sans-IO [`Coordinator`]; this module moves bytes,
+//! reads clocks and persists.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spddl_crypto::identity::SigningKey;
+use spddl_crypto::paillier::PublicKey;
+use spddl_proto::transport::{Security, describe};
+use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
+use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+use tracing::{error, info, warn};
+
+use crate::store::{RoundRecord, Store};
+use crate::{
+    AggregatorError, Assignment, Coordinator, Event, FogLoad, PhaseKind, Settings, Strategy,
+    assign_by_load,
+};
+
+/// Evaluates a global model (test accuracy), for the round log.
+pub type Evaluator = Box<dyn Fn(&[f32]) -> Option<f64> + Send + Sync>;
+
+/// Everything the aggregator process needs.
+pub struct AggregatorSetup {
+    /// The threshold public key.
+    pub pk: PublicKey,
+    /// The aggregator's signing key.
+    pub key: SigningKey,
+    /// Who is who.
+    pub registry: Registry,
+    /// Rounds, round template and timeouts.
+    pub settings: Settings,
+    /// How mean updates become the next model.
+    pub strategy: Box<dyn Strategy + Send>,
+    /// The model round 0 starts from (ignored when the store holds a run).
+    pub initial_model: Vec<f32>,
+    /// The fog workers and their `host:port`.
+    pub fogs: Vec<(FogId, String)>,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS or plaintext.
+    pub security: Security,
+    /// The database file.
+    pub state: std::path::PathBuf,
+    /// Test accuracy of a model, if the aggregator has a test set.
+    pub evaluate: Option<Evaluator>,
+    /// How long to keep serving after the last round, so polling peers learn the run is over.
+    pub linger: Duration,
+}
+
+impl std::fmt::Debug for AggregatorSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregatorSetup")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+struct FogState {
+    id: FogId,
+    address: String,
+    healthy: bool,
+    latency_ms: f64,
+}
+
+struct Inner {
+    coord: Coordinator,
+    store: Store,
+    fogs: Vec<FogState>,
+    evaluate: Option<Evaluator>,
+    epoch: Instant,
+    opened_at: Instant,
+    closed_at: Option<Instant>,
+    done: watch::Sender<bool>,
+}
+
+/// The shared state behind the three services.
+#[derive(Clone)]
+struct Node {
+    inner: Arc<Mutex<Inner>>,
+    pk: PublicKey,
+    registry: Arc<Registry>,
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn clients(&self, registry: &Registry) -> Vec<ClientId> {
+        registry.clients.keys().copied().collect()
+    }
+
+    fn assignment(&self, registry: &Registry) -> Assignment {
+        let loads: Vec<FogLoad> = self
+            .fogs
+            .iter()
+            .map(|f| FogLoad {
+                fog: f.id,
+                healthy: f.healthy,
+                latency_ms: f.latency_ms,
+                pending: 0,
+            })
+            .collect();
+        assign_by_load(&self.clients(registry), &loads)
+    }
+
+    /// Opens the coordinator's current round, persisting its assignment first.
+    fn open_round(&mut self, registry: &Registry) -> Result<(), Status> {
+        if self.coord.phase_kind() != PhaseKind::Idle {
+            return Ok(());
+        }
+        let round = self.coord.round();
+        let assignment = self.assignment(registry);
+        self.store
+            .open_round(round, &assignment)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        info!(
+            %round,
+            clients = assignment.len(),
+            "round opened; primary fogs: {}",
+            primary_counts(&assignment)
+        );
+        self.opened_at = Instant::now();
+        self.closed_at = None;
+        let now = self.now_ms();
+        self.coord.open(assignment, now);
+        Ok(())
+    }
+
+    fn handle(&mut self, events: Vec<Event>, registry: &Registry) {
+        for event in events {
+            match event {
+                Event::Closed {
+                    round,
+                    contributors,
+                } => {
+                    self.closed_at = Some(Instant::now());
+                    info!(%round, contributors, "collection closed, sum sent to the key holders");
+                }
+                Event::Waiting { round, have, min } => {
+                    warn!(%round, have, min, "collection deadline passed with too few updates; waiting on");
+                }
+                Event::Asked { round, holders } => {
+                    let list: Vec<String> = holders.iter().map(|h| h.to_string()).collect();
+                    info!(%round, holders = %list.join(","), "decryption shares requested");
+                }
+                Event::Silent { round, holder } => {
+                    warn!(%round, %holder, "key holder did not answer in time: counted silent");
+                }
+                Event::Restarted { round, reason } => {
+                    warn!(%round, %reason, "round restarted from collection");
+                    match self.store.discard_round(round) {
+                        Ok(n) => warn!(%round, discarded_aggregates = n, "stored aggregates of the failed attempt discarded; clients upload again"),
+                        Err(e) => error!(%e, "discarding the failed round"),
+                    }
+                    if let Err(e) = self.open_round(registry) {
+                        error!(%e, "reopening the round");
+                    }
+                }
+                Event::Completed(c) => {
+                    let outcome = &c.outcome;
+                    let accuracy = self.evaluate.as_ref().and_then(|f| f(&c.global));
+                    let now = Instant::now();
+                    let closed = self.closed_at.unwrap_or(now);
+                    let digest = spddl_proto::RoundConfig::digest_model(&c.global);
+                    let record = RoundRecord {
+                        round: outcome.round.0,
+                        contributors: outcome
+                            .contributors
+                            .iter()
+                            .map(|(id, w)| (id.0, *w))
+                            .collect(),
+                        holders_used: outcome.holders_used.iter().map(|h| h.get()).collect(),
+                        silent: outcome.silent.iter().map(|h| h.get()).collect(),
+                        blamed: outcome.blamed.iter().map(|e| e.to_string()).collect(),
+                        accuracy,
+                        wall_s: now.duration_since(self.opened_at).as_secs_f64(),
+                        collect_s: closed.duration_since(self.opened_at).as_secs_f64(),
+                        decrypt_s: now.duration_since(closed).as_secs_f64(),
+                        model_digest: hex(&digest),
+                    };
+                    if let Err(e) = self.store.complete_round(&record, &c.global) {
+                        error!(%e, "storing the completed round");
+                    }
+                    for b in &outcome.blamed {
+                        warn!(round = %outcome.round, "blamed: {b}");
+                    }
+                    info!(
+                        round = %outcome.round,
+                        contributors = record.contributors.len(),
+                        accuracy = accuracy.map_or("-".into(), |a| format!("{:.4}", a)),
+                        wall_s = format!("{:.2}", record.wall_s),
+                        collect_s = format!("{:.2}", record.collect_s),
+                        decrypt_s = format!("{:.2}", record.decrypt_s),
+                        holders = ?record.holders_used,
+                        silent = ?record.silent,
+                        "round complete"
+                    );
+                    match c.next {
+                        Some(_) => {
+                            if let Err(e) = self.open_round(registry) {
+                                error!(%e, "opening the next round");
+                            }
+                        }
+                        None => {
+                            info!("all rounds done");
+                            let _ = self.done.send(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn primary_counts(a: &Assignment) -> String {
+    let mut counts = std::collections::BTreeMap::<FogId, usize>::new();
+    for fogs in a.values() {
+        if let Some(f) = fogs.first() {
+            *counts.entry(*f).or_default() += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|(f, n)| format!("{f}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn phase(kind: PhaseKind) -> i32 {
+    (match kind {
+        PhaseKind::Idle | PhaseKind::Collecting => pb::RoundPhase::Collecting,
+        PhaseKind::Decrypting => pb::RoundPhase::Decrypting,
+        PhaseKind::Finished => pb::RoundPhase::Finished,
+    }) as i32
+}
+
+fn refuse(e: AggregatorError) -> Status {
+    match e {
+        AggregatorError::UnknownFog { .. }
+        | AggregatorError::UnknownHolder { .. }
+        | AggregatorError::BadFogSignature { .. }
+        | AggregatorError::BadHolderSignature { .. } => Status::permission_denied(e.to_string()),
+        AggregatorError::NotCollecting { .. } | AggregatorError::NotDecrypting { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        _ => Status::invalid_argument(e.to_string()),
+    }
+}
+
+impl Node {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Status> {
+        self.inner
+            .lock()
+            .map_err(|_| Status::internal("aggregator state poisoned"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::aggregator_server::Aggregator for Node {
+    async fn get_fog_round(
+        &self,
+        request: Request<pb::GetFogRoundRequest>,
+    ) -> Result<Response<pb::GetFogRoundResponse>, Status> {
+        let fog = FogId(request.into_inner().fog);
+        if self.registry.key_of(Sender::Fog(fog)).is_none() {
+            warn!(%fog, "refused: unknown fog worker");
+            return Err(Status::permission_denied(format!("{fog}: unknown fog worker")));
+        }
+        let inner = self.lock()?;
+        let (config, sig) = inner.coord.config();
+        Ok(Response::new(pb::GetFogRoundResponse {
+            phase: phase(inner.coord.phase_kind()),
+            config: Some(wire::config_to_wire(config, sig)),
+            ciphertexts_per_upload: u32::try_from(inner.coord.expected_len()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn submit_aggregate(
+        &self,
+        request: Request<pb::SubmitAggregateRequest>,
+    ) -> Result<Response<pb::SubmitAggregateResponse>, Status> {
+        let w = request
+            .into_inner()
+            .aggregate
+            .ok_or_else(|| Status::invalid_argument("SubmitAggregate: `aggregate` is missing"))?;
+        let agg = wire::aggregate_from_wire(&self.pk, &w).inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {e}"))?;
+        let fog = agg.fog;
+        let round = agg.round;
+        let bytes = prost::Message::encode_to_vec(&w);
+        let pk = self.pk.clone();
+        let registry = self.registry.clone();
+        let inner = self.inner.clone();
+        // Checking signatures and adding ciphertexts is CPU work: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            let mut inner = inner
+                .lock()
+                .map_err(|_| Status::internal("aggregator state poisoned"))?;
+            let now = inner.now_ms();
+            let n = agg.contributors.len();
+            match inner.coord.receive_aggregate(agg, now) {
+                Ok(events) => {
+                    inner
+                        .store
+                        .add_aggregate(round, &bytes)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    info!(%fog, %round, contributors = n, "aggregate stored");
+                    inner.handle(events, &registry);
+                    Ok(Response::new(pb::SubmitAggregateResponse {
+                        already_counted: vec![],
+                        accepted: true,
+                    }))
+                }
+                Err(AggregatorError::AlreadyCounted { clients, .. }) => {
+                    info!(%fog, %round, ?clients, "aggregate holds clients already counted; fog to resubmit without them");
+                    Ok(Response::new(pb::SubmitAggregateResponse {
+                        already_counted: clients.iter().map(|c| c.0).collect(),
+                        accepted: false,
+                    }))
+                }
+                Err(e) => {
+                    warn!(%fog, %round, "refused aggregate: {e}");
+                    let _ = pk;
+                    Err(refuse(e))
+                }
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+#[tonic::async_trait]
+impl pb::client_rounds_server::ClientRounds for Node {
+    async fn get_round(
+        &self,
+        request: Request<pb::GetRoundRequest>,
+    ) -> Result<Response<pb::GetRoundResponse>, Status> {
+        let client = ClientId(request.into_inner().client);
+        if self.registry.key_of(Sender::Client(client)).is_none() {
+            warn!(%client, "refused: unregistered client identity");
+            return Err(Status::permission_denied(format!(
+                "{client}: not a registered client"
+            )));
+        }
+        let inner = self.lock()?;
+        let (config, sig) = inner.coord.config();
+        let fogs = inner
+            .coord
+            .assignment()
+            .get(&client)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|f| inner.fogs.iter().find(|s| s.id == *f))
+                    .map(|s| pb::FogEndpoint {
+                        fog: s.id.0,
+                        address: s.address.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(pb::GetRoundResponse {
+            phase: phase(inner.coord.phase_kind()),
+            config: Some(wire::config_to_wire(config, sig)),
+            global_model: inner.coord.global().to_vec(),
+            fogs,
+            counted: inner.coord.counted(client),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::key_holders_server::KeyHolders for Node {
+    async fn get_decryption_request(
+        &self,
+        request: Request<pb::GetDecryptionRequestRequest>,
+    ) -> Result<Response<pb::GetDecryptionRequestResponse>, Status> {
+        let index = u64::from(request.into_inner().holder);
+        let holder = self
+            .pk
+            .share_index(index)
+            .map_err(|e| Status::invalid_argument(format!("holder {index}: {e}")))?;
+        if self.registry.key_of(Sender::Holder(holder)).is_none() {
+            warn!(%holder, "refused: unknown key holder");
+            return Err(Status::permission_denied(format!(
+                "key holder {holder}: unknown"
+            )));
+        }
+        let inner = self.lock()?;
+        Ok(Response::new(pb::GetDecryptionRequestResponse {
+            request: inner
+                .coord
+                .request_for(holder)
+                .map(|r| wire::request_to_wire(&self.pk, r)),
+            finished: inner.coord.phase_kind() == PhaseKind::Finished,
+        }))
+    }
+
+    async fn submit_share(
+        &self,
+        request: Request<pb::SubmitShareRequest>,
+    ) -> Result<Response<pb::SubmitShareResponse>, Status> {
+        let w = request
+            .into_inner()
+            .share
+            .ok_or_else(|| Status::invalid_argument("SubmitShare: `share` is missing"))?;
+        let share = wire::share_from_wire(&self.pk, &w)
+            .inspect_err(|e| warn!(holder = w.holder, "refused share: {e}"))?;
+        let registry = self.registry.clone();
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut inner = inner
+                .lock()
+                .map_err(|_| Status::internal("aggregator state poisoned"))?;
+            let now = inner.now_ms();
+            let holder = share.share.holder;
+            match inner.coord.receive_share(&share, now) {
+                Ok(events) => {
+                    info!(%holder, round = %share.round, "decryption share verified");
+                    inner.handle(events, &registry);
+                    Ok(Response::new(pb::SubmitShareResponse {}))
+                }
+                Err(e) => {
+                    warn!(%holder, round = %share.round, "refused share: {e}");
+                    let status = refuse(e);
+                    // A blamed share may leave the round needing other holders: advance.
+                    let events = inner.coord.tick(now);
+                    inner.handle(events, &registry);
+                    Err(status)
+                }
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+/// What a finished run looked like (for tests and the deployment script).
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The round log from the store.
+    pub rounds: Vec<RoundRecord>,
+    /// The final global model.
+    pub global: Vec<f32>,
+}
+
+/// Runs the aggregator until every round is done (then lingers so peers see it) or
+/// `shutdown` resolves. Resumes from the store: a completed round is never redone, and a
+/// round in flight resumes with its recorded assignment and stored aggregates.
+pub async fn serve(
+    setup: AggregatorSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<RunReport, String> {
+    let store = Store::open(&setup.state).map_err(|e| e.to_string())?;
+    store
+        .init(&setup.initial_model)
+        .map_err(|e| e.to_string())?;
+    let participants: Vec<(String, [u8; 32])> = setup
+        .registry
+        .clients
+        .iter()
+        .map(|(c, k)| (format!("client/{}", c.0), k.to_bytes()))
+        .chain(
+            setup
+                .registry
+                .fogs
+                .iter()
+                .map(|(f, k)| (format!("fog/{}", f.0), k.to_bytes())),
+        )
+        .chain(
+            setup
+                .registry
+                .holders
+                .iter()
+                .map(|(h, k)| (format!("holder/{h}"), k.to_bytes())),
+        )
+        .collect();
+    store
+        .save_participants(&participants)
+        .map_err(|e| e.to_string())?;
+    let (round, global) = store
+        .resume_point()
+        .map_err(|e| e.to_string())?
+        .unwrap_or((RoundId(0), setup.initial_model.clone()));
+    let coord = Coordinator::new(
+        &setup.pk,
+        setup.key,
+        setup.registry.clone(),
+        setup.settings,
+        setup.strategy,
+        round,
+        global,
+    )
+    .map_err(|e| e.to_string())?;
+    let (done_tx, mut done_rx) = watch::channel(false);
+    let registry = Arc::new(setup.registry);
+    let mut inner = Inner {
+        coord,
+        store,
+        fogs: setup
+            .fogs
+            .iter()
+            .map(|(id, address)| FogState {
+                id: *id,
+                address: address.clone(),
+                healthy: true,
+                latency_ms: 0.0,
+            })
+            .collect(),
+        evaluate: setup.evaluate,
+        epoch: Instant::now(),
+        opened_at: Instant::now(),
+        closed_at: None,
+        done: done_tx,
+    };
+    if inner.coord.phase_kind() == PhaseKind::Finished {
+        info!(%round, "every round is already done");
+        let _ = inner.done.send(true);
+    } else {
+        // Resume: the recorded assignment and stored aggregates of a round in flight.
+        let stored = inner.store.aggregates(round).map_err(|e| e.to_string())?;
+        let recorded = inner
+            .store
+            .round_assignment(round)
+            .map_err(|e| e.to_string())?;
+        if let Some(assignment) = recorded {
+            info!(%round, stored_aggregates = stored.len(), "resuming a round in flight");
+            let now = inner.now_ms();
+            inner.opened_at = Instant::now();
+            inner.coord.open(assignment, now);
+            let mut events = Vec::new();
+            for bytes in &stored {
+                let parsed = <pb::FogAggregate as prost::Message>::decode(bytes.as_slice())
+                    .map_err(|e| e.to_string())
+                    .and_then(|w| {
+                        wire::aggregate_from_wire(&setup.pk, &w).map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok(agg) => match inner.coord.receive_aggregate(agg, now) {
+                        Ok(ev) => events.extend(ev),
+                        Err(e) => error!(%round, "a stored aggregate no longer checks out: {e}"),
+                    },
+                    Err(e) => error!(%round, "a stored aggregate does not parse: {e}"),
+                }
+            }
+            inner.handle(events, &registry);
+        } else {
+            info!(%round, "starting");
+            inner
+                .open_round(&registry)
+                .map_err(|e| e.message().to_string())?;
+        }
+    }
+    let node = Node {
+        inner: Arc::new(Mutex::new(inner)),
+        pk: setup.pk.clone(),
+        registry: registry.clone(),
+    };
+
+    // Deadlines.
+    let ticker = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                every.tick().await;
+                let node = node.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    if let Ok(mut inner) = node.inner.lock() {
+                        let now = inner.now_ms();
+                        let events = inner.coord.tick(now);
+                        inner.handle(events, &node.registry);
+                    }
+                })
+                .await;
+                if r.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    // Fog health checks: liveness and round-trip time for the assignment.
+    let checker = {
+        let node = node.clone();
+        let security = setup.security.clone();
+        let fogs = setup.fogs.clone();
+        tokio::spawn(async move {
+            let mut clients = Vec::new();
+            for (id, address) in &fogs {
+                match security.channel(address, Duration::from_secs(1)) {
+                    Ok(ch) => clients.push((*id, tonic_health::pb::health_client::HealthClient::new(ch))),
+                    Err(e) => error!(fog = %id, "{e}"),
+                }
+            }
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                for (id, client) in &mut clients {
+                    let start = Instant::now();
+                    let result = client
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await;
+                    let ms = start.elapsed().as_secs_f64() * 1e3;
+                    let healthy = result.as_ref().is_ok_and(|r| {
+                        r.get_ref().status
+                            == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                    });
+                    if let Ok(mut inner) = node.inner.lock()
+                        && let Some(f) = inner.fogs.iter_mut().find(|f| f.id == *id)
+                    {
+                        if f.healthy && !healthy {
+                            let why = result.err().map_or("not serving".into(), |e| describe(&e));
+                            warn!(fog = %id, "health check failed: {why}; no new clients assigned to it");
+                        } else if !f.healthy && healthy {
+                            info!(fog = %id, "healthy again");
+                        }
+                        f.healthy = healthy;
+                        if healthy {
+                            f.latency_ms = ms;
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::aggregator_server::AggregatorServer<Node>>()
+        .await;
+    let server = setup
+        .security
+        .server()?
+        .add_service(health_service)
+        .add_service(
+            pb::aggregator_server::AggregatorServer::new(node.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::client_rounds_server::ClientRoundsServer::new(node.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::key_holders_server::KeyHoldersServer::new(node.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    let linger = setup.linger;
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = async {
+                while !*done_rx.borrow_and_update() {
+                    if done_rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(linger).await;
+            } => {}
+        }
+    };
+    info!(address = %setup.listen, "aggregator listening");
+    let result = server
+        .serve_with_shutdown(setup.listen, stop)
+        .await
+        .map_err(|e| format!("aggregator server on {}: {e}", setup.listen));
+    ticker.abort();
+    checker.abort();
+    result?;
+    let inner = node.lock().map_err(|e| e.message().to_string())?;
+    Ok(RunReport {
+        rounds: inner.store.round_log().map_err(|e| e.to_string())?,
+        global: inner.coord.global().to_vec(),
+    })
+}

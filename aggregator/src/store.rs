@@ -1,0 +1,350 @@
+//! The aggregator's durable state in an embedded redb database (one file, no server):
+//! registered participants, the global model after every round, the round log, and the
+//! in-flight round's assignment and accepted fog aggregates.
+//!
+//! A fog aggregate is written (and committed) before the fog worker is told it was accepted,
+//! and a fog worker answers its clients only after that: an acknowledged update is on disk.
+//! Completing a round is one transaction (log entry, new model, next round, dropping the
+//! round's aggregates), so a crash leaves either the old round or the new one, never half.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::Assignment;
+use spddl_proto::{ClientId, FogId, RoundId};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PARTICIPANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("participants");
+const MODELS: TableDefinition<u64, &[u8]> = TableDefinition::new("models");
+const ROUND_LOG: TableDefinition<u64, &str> = TableDefinition::new("round_log");
+const OPEN_ROUNDS: TableDefinition<u64, &str> = TableDefinition::new("open_rounds");
+const AGGREGATES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("aggregates");
+
+/// A storage failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("aggregator state {path}: {reason}")]
+pub struct StoreError {
+    path: String,
+    reason: String,
+}
+
+/// One completed round, as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    /// The round.
+    pub round: u64,
+    /// Clients in the sum, with weights.
+    pub contributors: Vec<(u32, u64)>,
+    /// Holders whose shares were combined.
+    pub holders_used: Vec<u16>,
+    /// Holders asked that did not answer.
+    pub silent: Vec<u16>,
+    /// Shares refused, each with its reason.
+    pub blamed: Vec<String>,
+    /// Test accuracy of the new global model, if the aggregator evaluates.
+    pub accuracy: Option<f64>,
+    /// Seconds from opening the round to completing it.
+    pub wall_s: f64,
+    /// Seconds of collection (open → closed).
+    pub collect_s: f64,
+    /// Seconds of decryption (closed → completed).
+    pub decrypt_s: f64,
+    /// SHA-256 of the new global model (hex), to compare runs.
+    pub model_digest: String,
+}
+
+/// The aggregator's database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: String,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        let db = Database::create(path).map_err(|e| StoreError {
+            path: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let store = Store { db, path: name };
+        // Create every table so that readers never meet a missing one.
+        store.write(|tx| {
+            tx.open_table(META)?;
+            tx.open_table(PARTICIPANTS)?;
+            tx.open_table(MODELS)?;
+            tx.open_table(ROUND_LOG)?;
+            tx.open_table(OPEN_ROUNDS)?;
+            tx.open_table(AGGREGATES)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let out = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        f(&tx).map_err(|e| self.err(e))
+    }
+
+    /// Records the public identities the aggregator trusts (`kind/id` → key bytes).
+    pub fn save_participants(&self, entries: &[(String, [u8; 32])]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(PARTICIPANTS)?;
+            for (name, key) in entries {
+                t.insert(name.as_str(), key.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The number of recorded participants.
+    pub fn participants(&self) -> Result<usize, StoreError> {
+        self.read(|tx| Ok(tx.open_table(PARTICIPANTS)?.len()? as usize))
+    }
+
+    /// Where to resume: the current round and the global model it starts from, or `None`
+    /// for a fresh database.
+    pub fn resume_point(&self) -> Result<Option<(RoundId, Vec<f32>)>, StoreError> {
+        self.read(|tx| {
+            let meta = tx.open_table(META)?;
+            let Some(round) = meta.get("round")? else {
+                return Ok(None);
+            };
+            let round = u64::from_le_bytes(round.value().try_into().unwrap_or([0; 8]));
+            let global = meta.get("global")?.map(|g| decode_model(g.value()));
+            Ok(global.map(|g| (RoundId(round), g)))
+        })
+    }
+
+    /// Stores the model the run starts from (round 0), unless the database has a run.
+    pub fn init(&self, global: &[f32]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(META)?;
+            if meta.get("round")?.is_none() {
+                meta.insert("round", 0u64.to_le_bytes().as_slice())?;
+                meta.insert("global", encode_model(global).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the assignment of a round being opened (kept for a restart mid-round).
+    pub fn open_round(&self, round: RoundId, assignment: &Assignment) -> Result<(), StoreError> {
+        let json = assignment_to_json(assignment);
+        self.write(|tx| {
+            tx.open_table(OPEN_ROUNDS)?.insert(round.0, json.as_str())?;
+            Ok(())
+        })
+    }
+
+    /// The recorded assignment of an open round.
+    pub fn round_assignment(&self, round: RoundId) -> Result<Option<Assignment>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .open_table(OPEN_ROUNDS)?
+                .get(round.0)?
+                .and_then(|j| assignment_from_json(j.value())))
+        })
+    }
+
+    /// Durably adds an accepted fog aggregate (its wire bytes) to the round.
+    pub fn add_aggregate(&self, round: RoundId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(AGGREGATES)?;
+            let next = t
+                .range((round.0, 0)..=(round.0, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(k, _)| k.value().1 + 1);
+            t.insert((round.0, next), bytes)?;
+            Ok(())
+        })
+    }
+
+    /// The accepted fog aggregates of a round, in arrival order.
+    pub fn aggregates(&self, round: RoundId) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(AGGREGATES)?;
+            t.range((round.0, 0)..=(round.0, u64::MAX))?
+                .map(|e| e.map(|(_, v)| v.value().to_vec()).map_err(Into::into))
+                .collect()
+        })
+    }
+
+    /// Drops a round's aggregates and assignment (the round restarts from scratch).
+    pub fn discard_round(&self, round: RoundId) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(AGGREGATES)?;
+            let keys: Vec<(u64, u64)> = t
+                .range((round.0, 0)..=(round.0, u64::MAX))?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                t.remove(k)?;
+            }
+            tx.open_table(OPEN_ROUNDS)?.remove(round.0)?;
+            Ok(keys.len())
+        })
+    }
+
+    /// Completes a round in one transaction: its log entry, the new global model, the next
+    /// round number; its aggregates and assignment are dropped.
+    pub fn complete_round(&self, record: &RoundRecord, global: &[f32]) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| self.err(e))?;
+        let model = encode_model(global);
+        let round = record.round;
+        self.write(|tx| {
+            tx.open_table(ROUND_LOG)?.insert(round, json.as_str())?;
+            tx.open_table(MODELS)?.insert(round, model.as_slice())?;
+            let mut meta = tx.open_table(META)?;
+            meta.insert("round", (round + 1).to_le_bytes().as_slice())?;
+            meta.insert("global", model.as_slice())?;
+            let mut t = tx.open_table(AGGREGATES)?;
+            let keys: Vec<(u64, u64)> = t
+                .range((round, 0)..=(round, u64::MAX))?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                t.remove(k)?;
+            }
+            tx.open_table(OPEN_ROUNDS)?.remove(round)?;
+            Ok(())
+        })
+    }
+
+    /// The round log, in round order.
+    pub fn round_log(&self) -> Result<Vec<RoundRecord>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(ROUND_LOG)?;
+            let mut out = Vec::new();
+            for e in t.iter()? {
+                let (_, v) = e?;
+                if let Ok(r) = serde_json::from_str(v.value()) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The global model after `round`, if that round completed.
+    pub fn model_after(&self, round: u64) -> Result<Option<Vec<f32>>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .open_table(MODELS)?
+                .get(round)?
+                .map(|m| decode_model(m.value())))
+        })
+    }
+}
+
+fn encode_model(params: &[f32]) -> Vec<u8> {
+    params.iter().flat_map(|p| p.to_le_bytes()).collect()
+}
+
+fn decode_model(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn assignment_to_json(a: &Assignment) -> String {
+    let rows: Vec<(u32, Vec<u32>)> = a
+        .iter()
+        .map(|(c, fs)| (c.0, fs.iter().map(|f| f.0).collect()))
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_default()
+}
+
+fn assignment_from_json(s: &str) -> Option<Assignment> {
+    let rows: Vec<(u32, Vec<u32>)> = serde_json::from_str(s).ok()?;
+    Some(
+        rows.into_iter()
+            .map(|(c, fs)| (ClientId(c), fs.into_iter().map(FogId).collect()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(round: u64) -> RoundRecord {
+        RoundRecord {
+            round,
+            contributors: vec![(1, 10), (2, 20)],
+            holders_used: vec![1, 2, 3],
+            silent: vec![],
+            blamed: vec![],
+            accuracy: Some(0.5),
+            wall_s: 1.0,
+            collect_s: 0.5,
+            decrypt_s: 0.5,
+            model_digest: "00".into(),
+        }
+    }
+
+    #[test]
+    fn state_survives_reopening_and_rounds_complete_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.resume_point().unwrap(), None);
+            s.init(&[1.0, 2.0]).unwrap();
+            let a: Assignment = [(ClientId(1), vec![FogId(0), FogId(1)])].into();
+            s.open_round(RoundId(0), &a).unwrap();
+            s.add_aggregate(RoundId(0), b"first").unwrap();
+            s.add_aggregate(RoundId(0), b"second").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.resume_point().unwrap(),
+            Some((RoundId(0), vec![1.0, 2.0]))
+        );
+        assert_eq!(
+            s.round_assignment(RoundId(0)).unwrap().unwrap()[&ClientId(1)],
+            vec![FogId(0), FogId(1)]
+        );
+        assert_eq!(
+            s.aggregates(RoundId(0)).unwrap(),
+            vec![b"first".to_vec(), b"second".to_vec()]
+        );
+        s.complete_round(&record(0), &[3.0, 4.0]).unwrap();
+        assert_eq!(
+            s.resume_point().unwrap(),
+            Some((RoundId(1), vec![3.0, 4.0]))
+        );
+        assert!(s.aggregates(RoundId(0)).unwrap().is_empty());
+        assert_eq!(s.round_assignment(RoundId(0)).unwrap(), None);
+        assert_eq!(s.round_log().unwrap(), vec![record(0)]);
+        assert_eq!(s.model_after(0).unwrap(), Some(vec![3.0, 4.0]));
+        // init does not reset a run in progress.
+        s.init(&[9.0]).unwrap();
+        assert_eq!(s.resume_point().unwrap().unwrap().0, RoundId(1));
+    }
+}
