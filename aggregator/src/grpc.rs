@@ -157,7 +157,9 @@ impl Inner {
                 Event::Restarted { round, reason } => {
                     warn!(%round, %reason, "round restarted from collection");
                     match self.store.discard_round(round) {
-                        Ok(n) => warn!(%round, discarded_aggregates = n, "stored aggregates of the failed attempt discarded; clients upload again"),
+                        Ok(n) => {
+                            warn!(%round, discarded_aggregates = n, "stored aggregates of the failed attempt discarded; clients upload again")
+                        }
                         Err(e) => error!(%e, "discarding the failed round"),
                     }
                     if let Err(e) = self.open_round(registry) {
@@ -276,7 +278,9 @@ impl pb::aggregator_server::Aggregator for Node {
         let fog = FogId(request.into_inner().fog);
         if self.registry.key_of(Sender::Fog(fog)).is_none() {
             warn!(%fog, "refused: unknown fog worker");
-            return Err(Status::permission_denied(format!("{fog}: unknown fog worker")));
+            return Err(Status::permission_denied(format!(
+                "{fog}: unknown fog worker"
+            )));
         }
         let inner = self.lock()?;
         let (config, sig) = inner.coord.config();
@@ -295,7 +299,8 @@ impl pb::aggregator_server::Aggregator for Node {
             .into_inner()
             .aggregate
             .ok_or_else(|| Status::invalid_argument("SubmitAggregate: `aggregate` is missing"))?;
-        let agg = wire::aggregate_from_wire(&self.pk, &w).inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {e}"))?;
+        let agg = wire::aggregate_from_wire(&self.pk, &w)
+            .inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {e}"))?;
         let fog = agg.fog;
         let round = agg.round;
         let bytes = prost::Message::encode_to_vec(&w);
@@ -599,7 +604,9 @@ pub async fn serve(
             let mut clients = Vec::new();
             for (id, address) in &fogs {
                 match security.channel(address, Duration::from_secs(1)) {
-                    Ok(ch) => clients.push((*id, tonic_health::pb::health_client::HealthClient::new(ch))),
+                    Ok(ch) => {
+                        clients.push((*id, tonic_health::pb::health_client::HealthClient::new(ch)))
+                    }
                     Err(e) => error!(fog = %id, "{e}"),
                 }
             }
@@ -616,7 +623,8 @@ pub async fn serve(
                     let ms = start.elapsed().as_secs_f64() * 1e3;
                     let healthy = result.as_ref().is_ok_and(|r| {
                         r.get_ref().status
-                            == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                            == tonic_health::pb::health_check_response::ServingStatus::Serving
+                                as i32
                     });
                     if let Ok(mut inner) = node.inner.lock()
                         && let Some(f) = inner.fogs.iter_mut().find(|f| f.id == *id)

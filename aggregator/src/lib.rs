@@ -8,12 +8,12 @@
 
 mod coordinator;
 mod error;
-mod round;
-mod strategy;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+mod round;
 #[cfg(feature = "grpc")]
 pub mod store;
+mod strategy;
 
 pub use coordinator::{Completed, Coordinator, Event, PhaseKind, Settings};
 pub use error::AggregatorError;

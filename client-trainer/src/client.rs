@@ -159,3 +159,15 @@ impl Client {
         ))
     }
 }
+
+/// A deterministic generator for one purpose, round and party, derived from a run's seed.
+/// The simulation and a deployed client draw from the same streams (purpose 3: local
+/// training, 4: encoding and encryption), so the same seed gives the same updates.
+pub fn seeded_rng(seed: u64, purpose: u64, round: u64, party: u64) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    let mix = seed
+        ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ round.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ party.wrapping_mul(0x1656_67b1_9e37_79f9);
+    rand::rngs::StdRng::seed_from_u64(mix)
+}

@@ -3,4 +3,6 @@
 
 pub mod client;
 pub mod data;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod model;

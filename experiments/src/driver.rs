@@ -5,8 +5,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rayon::prelude::*;
 use spddl_aggregator::{Collecting, FedAdam, FedAvg, Strategy, assign_round_robin};
 use spddl_client_trainer::client::{Client, LocalUpdate};
@@ -77,14 +76,7 @@ pub fn federation(s: &Scenario) -> Result<Federation> {
     })
 }
 
-/// A deterministic generator for one purpose, round and party, derived from the scenario seed.
-fn rng_for(seed: u64, purpose: u64, round: u64, party: u64) -> StdRng {
-    let mix = seed
-        ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ round.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
-        ^ party.wrapping_mul(0x1656_67b1_9e37_79f9);
-    StdRng::seed_from_u64(mix)
-}
+use spddl_client_trainer::client::seeded_rng as rng_for;
 
 fn strategy(s: &Scenario) -> Box<dyn Strategy> {
     match s.strategy {

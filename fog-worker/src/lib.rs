@@ -4,6 +4,9 @@
 //! A sans-IO core: [`FogRound`] takes [`Upload`]s and returns errors or an aggregate; the
 //! simulation and the gRPC service only move the messages.
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
+
 use std::collections::BTreeMap;
 
 use spddl_crypto::identity::{SigningKey, VerifyingKey, verify_batch};

@@ -1,0 +1,361 @@
+//! The client and key-holder processes over gRPC. Both only dial out — to the aggregator to
+//! poll for work, and (clients) to fog workers to upload — so they work behind NAT.
+//!
+//! A client polls `ClientRounds.GetRound`; for a round it has not been counted in, it checks
+//! the aggregator's signature on the config and the model digest, trains, seals (the same
+//! [`Client`] core as the simulation, with the same seeded streams), and uploads through its
+//! fog list in order: a fog that is down or times out is skipped for the next one.
+//! A key holder polls `KeyHolders.GetDecryptionRequest` and answers with
+//! [`spddl_proto::answer_request`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use spddl_crypto::identity::{SigningKey, VerifyingKey};
+use spddl_crypto::paillier::{KeyShare, PublicKey};
+use spddl_proto::transport::{Backoff, Security, describe};
+use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
+use spddl_proto::{RoundConfig, Upload, answer_request};
+use tonic::transport::Channel;
+use tracing::{error, info, warn};
+
+use crate::client::{Client, seeded_rng};
+use crate::model::ModelSpec;
+
+/// Everything a client process needs.
+pub struct ClientSetup {
+    /// The threshold public key.
+    pub pk: PublicKey,
+    /// The client: id, identity, local data.
+    pub client: std::sync::Arc<Client>,
+    /// The model architecture (must match the aggregator's).
+    pub spec: ModelSpec,
+    /// The aggregator's `host:port`.
+    pub aggregator: String,
+    /// The aggregator's identity (signs round configs).
+    pub aggregator_key: VerifyingKey,
+    /// TLS or plaintext.
+    pub security: Security,
+    /// The run's seed (training and encoding streams).
+    pub seed: u64,
+    /// Per-call deadline for uploads.
+    pub upload_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSetup")
+            .field("client", &self.client.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One upload a client made.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    /// The round.
+    pub round: u64,
+    /// The fog worker that took it.
+    pub fog: u32,
+    /// Fog workers tried before it that failed.
+    pub failed_over: u32,
+    /// Bytes of the upload request on the wire (protobuf encoding).
+    pub bytes: usize,
+    /// Seconds spent training.
+    pub train_s: f64,
+    /// Seconds spent encoding, encrypting and signing.
+    pub seal_s: f64,
+    /// Seconds from sending to the fog's acknowledgement.
+    pub upload_s: f64,
+}
+
+fn aggregator_clients(security: &Security, address: &str) -> Result<Channel, String> {
+    security.channel(address, Duration::from_secs(30))
+}
+
+/// Runs a client until the aggregator says the run is over or `shutdown` resolves; returns
+/// its uploads.
+pub async fn run_client(
+    setup: ClientSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<Vec<UploadRecord>, String> {
+    let id = setup.client.id();
+    let channel = aggregator_clients(&setup.security, &setup.aggregator)?;
+    let mut rounds = pb::client_rounds_client::ClientRoundsClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut fogs: BTreeMap<String, pb::fog_worker_client::FogWorkerClient<Channel>> =
+        BTreeMap::new();
+    let mut records = Vec::new();
+    let mut sealed: Option<(u64, Upload, f64, f64)> = None;
+    let mut backoff = Backoff::default();
+    let mut last_error = String::new();
+    let client = setup.client.clone();
+    tokio::pin!(shutdown);
+    loop {
+        let poll = tokio::select! {
+            _ = &mut shutdown => return Ok(records),
+            r = rounds.get_round(pb::GetRoundRequest { client: id.0 }) => r,
+        };
+        let wait = match poll {
+            Err(e) => {
+                let msg = describe(&e);
+                if msg != last_error {
+                    warn!(%id, "aggregator at {}: {msg}", setup.aggregator);
+                    last_error = msg;
+                }
+                if e.code() == tonic::Code::PermissionDenied {
+                    return Err(format!("{id}: refused by the aggregator: {}", e.message()));
+                }
+                backoff.next_delay()
+            }
+            Ok(r) => {
+                backoff.reset();
+                last_error.clear();
+                let r = r.into_inner();
+                if r.phase == pb::RoundPhase::Finished as i32 {
+                    info!(%id, uploads = records.len(), "the run is over");
+                    return Ok(records);
+                }
+                if r.phase == pb::RoundPhase::Collecting as i32
+                    && !r.counted
+                    && !r.fogs.is_empty()
+                    && let Some(cfg) = &r.config
+                {
+                    let (config, signature) =
+                        wire::config_from_wire(cfg).map_err(|e| e.to_string())?;
+                    if setup
+                        .aggregator_key
+                        .verify(&config.transcript(), &signature)
+                        .is_err()
+                    {
+                        return Err(format!(
+                            "{id}: round config not signed by the registered aggregator"
+                        ));
+                    }
+                    let round = config.round.0;
+                    if sealed.as_ref().is_none_or(|s| s.0 != round) {
+                        sealed =
+                            Some(seal_round(&setup, client.clone(), config, r.global_model).await?);
+                    }
+                    if let Some((_, upload, train_s, seal_s)) = &sealed
+                        && let Some(rec) = upload_through(&setup, &mut fogs, upload, &r.fogs).await
+                    {
+                        records.push(UploadRecord {
+                            train_s: *train_s,
+                            seal_s: *seal_s,
+                            ..rec
+                        });
+                    }
+                }
+                Duration::from_millis(200)
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return Ok(records),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn seal_round(
+    setup: &ClientSetup,
+    client: std::sync::Arc<Client>,
+    config: RoundConfig,
+    global: Vec<f32>,
+) -> Result<(u64, Upload, f64, f64), String> {
+    let pk = setup.pk.clone();
+    let spec = setup.spec.clone();
+    let seed = setup.seed;
+    let round = config.round.0;
+    tokio::task::spawn_blocking(move || {
+        let id = client.id();
+        let t = Instant::now();
+        let mut rng = seeded_rng(seed, 3, round, u64::from(id.0));
+        let update = client
+            .train(&spec, &config, &global, &mut rng)
+            .map_err(|e| e.to_string())?;
+        let train_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut rng = seeded_rng(seed, 4, round, u64::from(id.0));
+        let upload = client
+            .seal(&pk, &config, &update, &mut rng)
+            .map_err(|e| e.to_string())?;
+        Ok((round, upload, train_s, t.elapsed().as_secs_f64()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Tries the fog workers in order; `None` if none took the upload.
+async fn upload_through(
+    setup: &ClientSetup,
+    fogs: &mut BTreeMap<String, pb::fog_worker_client::FogWorkerClient<Channel>>,
+    upload: &Upload,
+    endpoints: &[pb::FogEndpoint],
+) -> Option<UploadRecord> {
+    let id = upload.client;
+    let request = pb::SubmitUploadRequest {
+        upload: Some(wire::upload_to_wire(&setup.pk, upload)),
+    };
+    let bytes = prost::Message::encoded_len(&request);
+    for (tried, fog) in endpoints.iter().enumerate() {
+        let client = match fogs.get(&fog.address) {
+            Some(c) => c.clone(),
+            None => match setup.security.channel(&fog.address, setup.upload_timeout) {
+                Ok(ch) => {
+                    let c = pb::fog_worker_client::FogWorkerClient::new(ch)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                    fogs.insert(fog.address.clone(), c.clone());
+                    c
+                }
+                Err(e) => {
+                    error!(%id, fog = fog.fog, "{e}");
+                    continue;
+                }
+            },
+        };
+        let mut client = client;
+        let t = Instant::now();
+        match client.submit_upload(request.clone()).await {
+            Ok(_) => {
+                let upload_s = t.elapsed().as_secs_f64();
+                info!(%id, round = upload.round.0, fog = fog.fog, bytes, upload_s = format!("{upload_s:.2}"), failed_over = tried, "upload acknowledged");
+                return Some(UploadRecord {
+                    round: upload.round.0,
+                    fog: fog.fog,
+                    failed_over: tried as u32,
+                    bytes,
+                    train_s: 0.0,
+                    seal_s: 0.0,
+                    upload_s,
+                });
+            }
+            Err(e) => {
+                warn!(%id, round = upload.round.0, fog = fog.fog, address = %fog.address, "upload failed: {}; trying the next fog", describe(&e));
+            }
+        }
+    }
+    None
+}
+
+/// Everything a key-holder process needs.
+pub struct HolderSetup {
+    /// The threshold public key.
+    pub pk: PublicKey,
+    /// This holder's key share.
+    pub share: KeyShare,
+    /// Its signing key.
+    pub identity: SigningKey,
+    /// The aggregator's `host:port`.
+    pub aggregator: String,
+    /// The aggregator's identity (signs decryption requests).
+    pub aggregator_key: VerifyingKey,
+    /// The holder's own policy: never decrypt a sum of fewer updates.
+    pub min_contributors: u32,
+    /// TLS or plaintext.
+    pub security: Security,
+}
+
+impl std::fmt::Debug for HolderSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HolderSetup")
+            .field("holder", &self.share.index())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a key holder until the aggregator says the run is over or `shutdown` resolves;
+/// returns how many requests it answered.
+pub async fn run_holder(
+    setup: HolderSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<usize, String> {
+    let holder = setup.share.index();
+    let channel = setup
+        .security
+        .channel(&setup.aggregator, Duration::from_secs(120))?;
+    let mut aggregator = pb::key_holders_client::KeyHoldersClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let setup = std::sync::Arc::new(setup);
+    let mut answered = 0;
+    let mut backoff = Backoff::default();
+    let mut last_error = String::new();
+    tokio::pin!(shutdown);
+    loop {
+        let poll = tokio::select! {
+            _ = &mut shutdown => return Ok(answered),
+            r = aggregator.get_decryption_request(pb::GetDecryptionRequestRequest { holder: holder.get().into() }) => r,
+        };
+        let wait = match poll {
+            Err(e) => {
+                let msg = describe(&e);
+                if msg != last_error {
+                    warn!(%holder, "aggregator at {}: {msg}", setup.aggregator);
+                    last_error = msg;
+                }
+                if e.code() == tonic::Code::PermissionDenied {
+                    return Err(format!(
+                        "key holder {holder}: refused by the aggregator: {}",
+                        e.message()
+                    ));
+                }
+                backoff.next_delay()
+            }
+            Ok(r) => {
+                backoff.reset();
+                last_error.clear();
+                let r = r.into_inner();
+                if r.finished {
+                    info!(%holder, answered, "the run is over");
+                    return Ok(answered);
+                }
+                if let Some(w) = r.request {
+                    let request =
+                        wire::request_from_wire(&setup.pk, &w).map_err(|e| e.to_string())?;
+                    let round = request.round;
+                    let s = setup.clone();
+                    let t = Instant::now();
+                    let answer = tokio::task::spawn_blocking(move || {
+                        answer_request(
+                            &s.pk,
+                            &s.share,
+                            &s.identity,
+                            &s.aggregator_key,
+                            s.min_contributors,
+                            &request,
+                            &mut rand::rng(),
+                        )
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    match answer {
+                        Ok(resp) => {
+                            let decrypt_s = t.elapsed().as_secs_f64();
+                            let msg = pb::SubmitShareRequest {
+                                share: Some(wire::share_to_wire(&setup.pk, &resp)),
+                            };
+                            match aggregator.submit_share(msg).await {
+                                Ok(_) => {
+                                    answered += 1;
+                                    info!(%holder, %round, ciphertexts = resp.share.partials.len(), decrypt_s = format!("{decrypt_s:.2}"), "share accepted");
+                                }
+                                Err(e) => {
+                                    warn!(%holder, %round, "share not accepted: {}", describe(&e))
+                                }
+                            }
+                        }
+                        Err(e) => warn!(%holder, %round, "refused to decrypt: {e}"),
+                    }
+                }
+                Duration::from_millis(200)
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return Ok(answered),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The fog worker as a gRPC server (`FogWorker` service plus health). It polls the aggregator
+//! for the round, checks each upload with the sans-IO [`FogRound`], and forwards what it
+//! accepted as signed batches. A client's upload call returns only once the aggregate holding
+//! it is stored at the aggregator, so an acknowledged upload is never lost: if this fog dies
+//! first, the client's call fails and it uploads through its next fog.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spddl_crypto::identity::SigningKey;
+use spddl_crypto::paillier::PublicKey;
+use spddl_proto::transport::{Backoff, Security, describe};
+use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
+use spddl_proto::{ClientId, FogId, Registry, RoundId, Upload};
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+use tracing::{error, info, warn};
+
+use crate::{FogError, FogRound, aggregate_checked};
+
+/// Everything a fog worker process needs.
+pub struct FogSetup {
+    /// The threshold public key.
+    pub pk: PublicKey,
+    /// This fog worker's id.
+    pub fog: FogId,
+    /// Its signing key.
+    pub key: SigningKey,
+    /// Who is who (the aggregator's key signs round configs).
+    pub registry: Registry,
+    /// The aggregator's `host:port`.
+    pub aggregator: String,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS or plaintext.
+    pub security: Security,
+}
+
+impl std::fmt::Debug for FogSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FogSetup")
+            .field("fog", &self.fog)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+type Waiter = oneshot::Sender<Result<(), Status>>;
+
+struct Current {
+    round: FogRound,
+    /// Accepted uploads not yet in a stored aggregate, with the calls waiting on them.
+    pending: Vec<(Upload, Waiter)>,
+}
+
+#[derive(Clone)]
+struct Node {
+    pk: PublicKey,
+    fog: FogId,
+    registry: Arc<Registry>,
+    current: Arc<Mutex<Option<Current>>>,
+}
+
+fn refuse(e: &FogError) -> Status {
+    match e {
+        FogError::UnknownClient { .. } | FogError::BadSignature { .. } => {
+            Status::permission_denied(e.to_string())
+        }
+        FogError::WrongRound { .. } => Status::failed_precondition(e.to_string()),
+        _ => Status::invalid_argument(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::fog_worker_server::FogWorker for Node {
+    async fn submit_upload(
+        &self,
+        request: Request<pb::SubmitUploadRequest>,
+    ) -> Result<Response<pb::SubmitUploadResponse>, Status> {
+        let fog = self.fog;
+        let w = request
+            .into_inner()
+            .upload
+            .ok_or_else(|| Status::invalid_argument("SubmitUpload: `upload` is missing"))?;
+        let up = wire::upload_from_wire(&self.pk, &w)
+            .inspect_err(|e| warn!(%fog, client = w.client, "refused upload: {e}"))?;
+        let round = up.round;
+        let client = up.client;
+        let node = self.clone();
+        let rx = tokio::task::spawn_blocking(move || {
+            let mut guard = node
+                .current
+                .lock()
+                .map_err(|_| Status::internal("fog state poisoned"))?;
+            let Some(current) = guard.as_mut() else {
+                return Err(Status::unavailable(format!(
+                    "{fog}: no round open yet, retry"
+                )));
+            };
+            if let Err(e) = current.round.receive(&up, &node.registry) {
+                warn!(%fog, %client, %round, "refused upload: {e}");
+                return Err(refuse(&e));
+            }
+            let (tx, rx) = oneshot::channel();
+            current.pending.push((up, tx));
+            Ok(rx)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        match tokio::time::timeout(Duration::from_secs(120), rx).await {
+            Ok(Ok(Ok(()))) => Ok(Response::new(pb::SubmitUploadResponse {
+                round: round.0,
+                fog: fog.0,
+            })),
+            Ok(Ok(Err(status))) => Err(status),
+            Ok(Err(_)) | Err(_) => Err(Status::unavailable(format!(
+                "{fog}: the aggregate holding {client}'s upload was not stored; upload again"
+            ))),
+        }
+    }
+}
+
+/// Follows the aggregator's rounds: a new round gets a fresh [`FogRound`] accepting every
+/// registered client (any of them may fail over to this fog).
+async fn follow_rounds(
+    node: Node,
+    mut aggregator: pb::aggregator_client::AggregatorClient<tonic::transport::Channel>,
+) {
+    let fog = node.fog;
+    let mut backoff = Backoff::default();
+    let mut reported = false;
+    loop {
+        let reply = aggregator
+            .get_fog_round(pb::GetFogRoundRequest { fog: fog.0 })
+            .await;
+        let delay = match reply {
+            Ok(r) => {
+                backoff.reset();
+                if reported {
+                    info!(%fog, "aggregator reachable again");
+                    reported = false;
+                }
+                let r = r.into_inner();
+                if r.phase == pb::RoundPhase::Finished as i32 {
+                    info!(%fog, "the run is over");
+                    return;
+                }
+                if let Some(cfg) = r.config {
+                    adopt_round(&node, &cfg, r.ciphertexts_per_upload as usize);
+                }
+                Duration::from_millis(200)
+            }
+            Err(e) => {
+                if !reported {
+                    warn!(%fog, "aggregator: {}", describe(&e));
+                    reported = true;
+                }
+                backoff.next_delay()
+            }
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn adopt_round(node: &Node, cfg: &pb::RoundConfig, expected_len: usize) {
+    let fog = node.fog;
+    let Ok(mut guard) = node.current.lock() else {
+        return;
+    };
+    let round = RoundId(cfg.round);
+    if guard.as_ref().is_some_and(|c| c.round.round() == round) {
+        return;
+    }
+    let (config, signature) = match wire::config_from_wire(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(%fog, "round config from the aggregator: {e}");
+            return;
+        }
+    };
+    let signed = node
+        .registry
+        .aggregator
+        .as_ref()
+        .is_some_and(|k| k.verify(&config.transcript(), &signature).is_ok());
+    if !signed {
+        error!(%fog, %round, "round config is not signed by the registered aggregator: ignored");
+        return;
+    }
+    if let Some(old) = guard.take() {
+        for (up, waiter) in old.pending {
+            let _ = waiter.send(Err(Status::failed_precondition(format!(
+                "{fog}: {} closed before {}'s upload was forwarded",
+                old.round.round(),
+                up.client
+            ))));
+        }
+    }
+    let clients: Vec<ClientId> = node.registry.clients.keys().copied().collect();
+    *guard = Some(Current {
+        round: FogRound::new(
+            &node.pk,
+            fog,
+            round,
+            &node.registry,
+            &clients,
+            expected_len,
+            config.max_weight,
+        ),
+        pending: Vec::new(),
+    });
+    info!(%fog, %round, "collecting uploads");
+}
+
+/// Forwards accepted uploads as signed batch aggregates, answering the waiting clients once
+/// the aggregator stored them.
+async fn forward(
+    node: Node,
+    key: Arc<SigningKey>,
+    mut aggregator: pb::aggregator_client::AggregatorClient<tonic::transport::Channel>,
+) {
+    let fog = node.fog;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let batch = {
+            let Ok(mut guard) = node.current.lock() else {
+                return;
+            };
+            let Some(current) = guard.as_mut() else {
+                continue;
+            };
+            if current.pending.is_empty() {
+                continue;
+            }
+            // The core's batch sum is in step with `pending` (both change under this lock);
+            // the uploads are kept to re-form the aggregate if the aggregator had already
+            // counted some of them.
+            (
+                current.round.take_aggregate(&key),
+                std::mem::take(&mut current.pending),
+            )
+        };
+        let (mut first, mut batch) = batch;
+        let mut backoff = Backoff::default();
+        while !batch.is_empty() {
+            let agg = match first.take() {
+                Some(a) => a,
+                None => {
+                    let uploads: Vec<&Upload> = batch.iter().map(|(u, _)| u).collect();
+                    let Some(a) = aggregate_checked(&node.pk, &key, fog, &uploads) else {
+                        break;
+                    };
+                    a
+                }
+            };
+            let request = pb::SubmitAggregateRequest {
+                aggregate: Some(wire::aggregate_to_wire(&node.pk, &agg)),
+            };
+            match aggregator.submit_aggregate(request).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if r.accepted {
+                        info!(%fog, round = %agg.round, contributors = batch.len(), "aggregate stored at the aggregator");
+                        for (_, w) in batch.drain(..) {
+                            let _ = w.send(Ok(()));
+                        }
+                    } else {
+                        // Counted already (through another fog, or a replay): acknowledge
+                        // those clients, resubmit the rest.
+                        let counted: Vec<u32> = r.already_counted;
+                        let (done, rest): (Vec<_>, Vec<_>) = batch
+                            .into_iter()
+                            .partition(|(u, _)| counted.contains(&u.client.0));
+                        for (_, w) in done {
+                            let _ = w.send(Ok(()));
+                        }
+                        batch = rest;
+                        if counted.is_empty() {
+                            break;
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Internal
+                    ) =>
+                {
+                    warn!(%fog, "forwarding to the aggregator: {}; retrying", describe(&e));
+                    first = Some(agg);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(e) => {
+                    warn!(%fog, "aggregator refused the aggregate: {}", describe(&e));
+                    for (_, w) in batch.drain(..) {
+                        let _ = w.send(Err(Status::failed_precondition(format!(
+                            "aggregator refused {fog}'s aggregate: {}",
+                            e.message()
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the fog worker until `shutdown` resolves or the aggregator says the run is over.
+pub async fn serve(
+    setup: FogSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let fog = setup.fog;
+    let channel = setup
+        .security
+        .channel(&setup.aggregator, Duration::from_secs(60))?;
+    let aggregator = pb::aggregator_client::AggregatorClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let node = Node {
+        pk: setup.pk.clone(),
+        fog,
+        registry: Arc::new(setup.registry),
+        current: Arc::new(Mutex::new(None)),
+    };
+    let follower = tokio::spawn(follow_rounds(node.clone(), aggregator.clone()));
+    let forwarder = tokio::spawn(forward(node.clone(), Arc::new(setup.key), aggregator));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::fog_worker_server::FogWorkerServer<Node>>()
+        .await;
+    info!(%fog, address = %setup.listen, "fog worker listening");
+    let service = pb::fog_worker_server::FogWorkerServer::new(node)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut follower = follower;
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = &mut follower => { tokio::time::sleep(Duration::from_secs(2)).await; }
+        }
+    };
+    let result = setup
+        .security
+        .server()?
+        .add_service(health_service)
+        .add_service(service)
+        .serve_with_shutdown(setup.listen, stop)
+        .await
+        .map_err(|e| format!("{fog} server on {}: {e}", setup.listen));
+    forwarder.abort();
+    result
+}
