@@ -78,14 +78,14 @@ pub fn federation(s: &Scenario) -> Result<Federation> {
 
 use spddl_client_trainer::client::seeded_rng as rng_for;
 
-fn strategy(s: &Scenario) -> Box<dyn Strategy> {
+pub(crate) fn strategy(s: &Scenario) -> Box<dyn Strategy + Send> {
     match s.strategy {
         StrategyKind::Fedavg => Box::new(FedAvg),
         StrategyKind::Fedadam => Box::new(FedAdam::new(s.server_lr as f32)),
     }
 }
 
-fn round_config(
+pub(crate) fn round_config(
     s: &Scenario,
     round: u64,
     global: &[f32],
@@ -218,6 +218,10 @@ pub fn run_mode(
             }
         };
         strategy.apply(&mut global, &mean_update);
+        m.model_digest = RoundConfig::digest_model(&global)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let model = Model::from_params(fed.spec.clone(), global.clone())?;
         let metrics = model.evaluate(fed.test.features().view(), fed.test.labels())?;
         m.accuracy = f64::from(metrics.accuracy);

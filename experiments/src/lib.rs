@@ -1,6 +1,8 @@
 //! SPDDL experiments: scenarios, the in-process simulation driver that runs the roles' sans-IO
 //! cores, and the results it writes (`metrics.csv`, `summary.json`, plots).
 
+#[cfg(feature = "grpc")]
+pub mod deploy;
 pub mod driver;
 pub mod keycache;
 pub mod metrics;

@@ -64,4 +64,8 @@ pub struct RoundMetrics {
     pub shares_computed: usize,
     /// Bytes of ciphertext uploaded by clients.
     pub bytes_uploaded: u64,
+    /// SHA-256 (hex) of the new global model ([`spddl_proto::RoundConfig::digest_model`]):
+    /// equal digests mean bit-identical models, e.g. a deployment against the simulation.
+    #[serde(default)]
+    pub model_digest: String,
 }
