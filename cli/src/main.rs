@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod crypto_cmd;
+mod deploy;
 mod files;
 mod keygen;
 mod simulate;
@@ -33,6 +34,17 @@ enum Command {
     /// Run a federated training scenario in one process (secure and plaintext) and write
     /// metrics.csv, summary.json and plots into a new results directory.
     Simulate(simulate::SimulateArgs),
+    /// Set up a multi-process deployment (`deploy init`).
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
+    /// Run the cloud aggregator of a deployment (gRPC server; resumes from its state).
+    Aggregator(deploy::RoleArgs),
+    /// Run a fog worker of a deployment (gRPC server).
+    Fog(deploy::RoleArgs),
+    /// Run a client of a deployment (dials out only: polls the aggregator, uploads to fogs).
+    Client(deploy::RoleArgs),
+    /// Run a key-share holder of a deployment (dials out only: polls the aggregator).
+    Keyholder(deploy::RoleArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +54,11 @@ fn main() -> ExitCode {
         Command::Crypto(cmd) => crypto_cmd::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Simulate(args) => simulate::run(args),
+        Command::Deploy(cmd) => deploy::init(cmd),
+        Command::Aggregator(args) => deploy::run(deploy::Role::Aggregator, args),
+        Command::Fog(args) => deploy::run(deploy::Role::Fog, args),
+        Command::Client(args) => deploy::run(deploy::Role::Client, args),
+        Command::Keyholder(args) => deploy::run(deploy::Role::Holder, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

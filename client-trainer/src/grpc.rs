@@ -139,7 +139,7 @@ pub async fn run_client(
                             Some(seal_round(&setup, client.clone(), config, r.global_model).await?);
                     }
                     if let Some((_, upload, train_s, seal_s)) = &sealed
-                        && let Some(rec) = upload_through(&setup, &mut fogs, upload, &r.fogs).await
+                        && let Some(rec) = upload_through(&setup, &mut fogs, upload, &r.fogs).await?
                     {
                         records.push(UploadRecord {
                             train_s: *train_s,
@@ -187,13 +187,15 @@ async fn seal_round(
     .map_err(|e| e.to_string())?
 }
 
-/// Tries the fog workers in order; `None` if none took the upload.
+/// Tries the fog workers in order; `Ok(None)` if none took the upload (down, timed out, not
+/// collecting yet). A fog that refuses the upload itself (its signature, its identity) ends
+/// the client with that error: another fog would refuse it too.
 async fn upload_through(
     setup: &ClientSetup,
     fogs: &mut BTreeMap<String, pb::fog_worker_client::FogWorkerClient<Channel>>,
     upload: &Upload,
     endpoints: &[pb::FogEndpoint],
-) -> Option<UploadRecord> {
+) -> Result<Option<UploadRecord>, String> {
     let id = upload.client;
     let request = pb::SubmitUploadRequest {
         upload: Some(wire::upload_to_wire(&setup.pk, upload)),
@@ -222,7 +224,7 @@ async fn upload_through(
             Ok(_) => {
                 let upload_s = t.elapsed().as_secs_f64();
                 info!(%id, round = upload.round.0, fog = fog.fog, bytes, upload_s = format!("{upload_s:.2}"), failed_over = tried, "upload acknowledged");
-                return Some(UploadRecord {
+                return Ok(Some(UploadRecord {
                     round: upload.round.0,
                     fog: fog.fog,
                     failed_over: tried as u32,
@@ -230,14 +232,21 @@ async fn upload_through(
                     train_s: 0.0,
                     seal_s: 0.0,
                     upload_s,
-                });
+                }));
+            }
+            Err(e) if e.code() == tonic::Code::PermissionDenied => {
+                return Err(format!(
+                    "{id}: fog {} refused the upload: {}",
+                    fog.fog,
+                    e.message()
+                ));
             }
             Err(e) => {
                 warn!(%id, round = upload.round.0, fog = fog.fog, address = %fog.address, "upload failed: {}; trying the next fog", describe(&e));
             }
         }
     }
-    None
+    Ok(None)
 }
 
 /// Everything a key-holder process needs.
