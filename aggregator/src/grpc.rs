@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::PublicKey;
-use spddl_proto::transport::{Security, describe};
+use spddl_proto::transport::{Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender};
 use tokio::sync::watch;
@@ -645,6 +645,9 @@ pub async fn serve(
         })
     };
 
+    let mut guard = TaskGuard::default();
+    guard.push(&ticker);
+    guard.push(&checker);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::aggregator_server::AggregatorServer<Node>>()
@@ -687,8 +690,7 @@ pub async fn serve(
         .serve_with_shutdown(setup.listen, stop)
         .await
         .map_err(|e| format!("aggregator server on {}: {e}", setup.listen));
-    ticker.abort();
-    checker.abort();
+    drop(guard);
     result?;
     let inner = node.lock().map_err(|e| e.message().to_string())?;
     Ok(RunReport {

@@ -139,7 +139,8 @@ pub async fn run_client(
                             Some(seal_round(&setup, client.clone(), config, r.global_model).await?);
                     }
                     if let Some((_, upload, train_s, seal_s)) = &sealed
-                        && let Some(rec) = upload_through(&setup, &mut fogs, upload, &r.fogs).await?
+                        && let Some(rec) =
+                            upload_through(&setup, &mut fogs, upload, &r.fogs).await?
                     {
                         records.push(UploadRecord {
                             train_s: *train_s,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::PublicKey;
-use spddl_proto::transport::{Backoff, Security, describe};
+use spddl_proto::transport::{Backoff, Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Upload};
 use tokio::sync::oneshot;
@@ -327,6 +327,9 @@ pub async fn serve(
     };
     let follower = tokio::spawn(follow_rounds(node.clone(), aggregator.clone()));
     let forwarder = tokio::spawn(forward(node.clone(), Arc::new(setup.key), aggregator));
+    let mut guard = TaskGuard::default();
+    guard.push(&follower);
+    guard.push(&forwarder);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::fog_worker_server::FogWorkerServer<Node>>()
@@ -350,6 +353,6 @@ pub async fn serve(
         .serve_with_shutdown(setup.listen, stop)
         .await
         .map_err(|e| format!("{fog} server on {}: {e}", setup.listen));
-    forwarder.abort();
+    drop(guard);
     result
 }

@@ -167,3 +167,23 @@ fn code_name(code: tonic::Code) -> &'static str {
         _ => "error",
     }
 }
+
+/// Aborts background tasks when dropped, so a role's helper loops end with its server, even
+/// when the server's future is dropped (killed) rather than shut down.
+#[derive(Debug, Default)]
+pub struct TaskGuard(Vec<tokio::task::AbortHandle>);
+
+impl TaskGuard {
+    /// Adds a task to abort.
+    pub fn push<T>(&mut self, handle: &tokio::task::JoinHandle<T>) {
+        self.0.push(handle.abort_handle());
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
