@@ -4,6 +4,8 @@
 //! simulation of the same scenario and seed: equal model digests mean the decrypted
 //! aggregates were bit-identical.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,6 +94,8 @@ fn simulated_digests() -> Vec<String> {
         .collect()
 }
 
+type Task<T> = tokio::task::JoinHandle<anyhow::Result<T>>;
+
 struct Stop(watch::Sender<bool>);
 
 impl Stop {
@@ -110,15 +114,13 @@ impl Stop {
 }
 
 /// Starts fogs and holders (those listed), returns their tasks.
+#[allow(clippy::type_complexity)]
 fn start_fogs_and_holders(
     out: &Path,
     fogs: &[u32],
     holders: &[u16],
     stop: &Stop,
-) -> (
-    Vec<(u32, tokio::task::JoinHandle<anyhow::Result<()>>)>,
-    Vec<tokio::task::JoinHandle<anyhow::Result<usize>>>,
-) {
+) -> (Vec<(u32, Task<()>)>, Vec<Task<usize>>) {
     let fog_tasks = fogs
         .iter()
         .map(|f| {
