@@ -242,6 +242,11 @@ async fn upload_through(
                     e.message()
                 ));
             }
+            Err(e) if e.code() == tonic::Code::FailedPrecondition => {
+                // The fog is up but has not seen this round yet: not a reason to fail over.
+                info!(%id, round = upload.round.0, fog = fog.fog, "fog not ready: {}; retrying", e.message());
+                return Ok(None);
+            }
             Err(e) => {
                 warn!(%id, round = upload.round.0, fog = fog.fog, address = %fog.address, "upload failed: {}; trying the next fog", describe(&e));
             }

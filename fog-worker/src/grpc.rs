@@ -149,7 +149,7 @@ async fn follow_rounds(
                 if let Some(cfg) = r.config {
                     adopt_round(&node, &cfg, r.ciphertexts_per_upload as usize);
                 }
-                Duration::from_millis(200)
+                Duration::from_millis(100)
             }
             Err(e) => {
                 if !reported {
