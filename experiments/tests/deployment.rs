@@ -263,7 +263,7 @@ async fn a_fog_killed_mid_round_loses_no_update_its_clients_fail_over() {
 async fn rounds_complete_with_l_minus_t_key_holders_down() {
     logs();
     let dir = tempfile::tempdir().unwrap();
-    let out = init(dir.path(), 1.5);
+    let out = init(dir.path(), 2.5);
     let expected = simulated_digests();
     let stop = Stop::new();
     let agg = aggregator(&out, &stop);
@@ -404,8 +404,17 @@ async fn unregistered_identities_and_foreign_certificates_are_refused() {
         .get_round(pb::GetRoundRequest { client: 0 })
         .await
         .unwrap_err();
+    // Refused at the transport (a TLS alert, or the connection closed after it under TLS 1.3),
+    // not by a service: a service would answer, or refuse with PermissionDenied.
     let why = spddl_proto::transport::describe(&status);
-    assert!(why.contains("fatal alert"), "not refused by TLS: {why}");
+    assert!(
+        why.contains("transport error")
+            && !matches!(
+                status.code(),
+                tonic::Code::Ok | tonic::Code::PermissionDenied
+            ),
+        "not refused by TLS: {why}"
+    );
     stop.fire();
     let _ = within(60, agg).await;
 }
