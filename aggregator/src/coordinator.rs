@@ -376,22 +376,16 @@ impl Coordinator {
                     self.complete(*decrypting, events);
                     return;
                 }
+                // Asked holders past the share timeout count as silent (DESIGN §6).
+                let mut answered = answered;
                 for (&holder, &at) in &asked_at {
                     if !answered.contains(&holder) && now_ms >= at + self.settings.share_timeout_ms
                     {
                         decrypting.mark_silent(holder);
+                        answered.insert(holder);
                         events.push(Event::Silent { round, holder });
                     }
                 }
-                let silent: BTreeSet<ShareIndex> = asked_at
-                    .iter()
-                    .filter(|(h, at)| {
-                        !answered.contains(h) && now_ms >= **at + self.settings.share_timeout_ms
-                    })
-                    .map(|(h, _)| *h)
-                    .collect();
-                let mut answered = answered;
-                answered.extend(silent);
                 self.phase = Phase::Decrypting {
                     decrypting,
                     asked_at,

@@ -304,7 +304,6 @@ impl pb::aggregator_server::Aggregator for Node {
         let fog = agg.fog;
         let round = agg.round;
         let bytes = prost::Message::encode_to_vec(&w);
-        let pk = self.pk.clone();
         let registry = self.registry.clone();
         let inner = self.inner.clone();
         // Checking signatures and adding ciphertexts is CPU work: off the async threads.
@@ -336,7 +335,6 @@ impl pb::aggregator_server::Aggregator for Node {
                 }
                 Err(e) => {
                     warn!(%fog, %round, "refused aggregate: {e}");
-                    let _ = pk;
                     Err(refuse(e))
                 }
             }

@@ -69,10 +69,6 @@ pub struct UploadRecord {
     pub upload_s: f64,
 }
 
-fn aggregator_clients(security: &Security, address: &str) -> Result<Channel, String> {
-    security.channel(address, Duration::from_secs(30))
-}
-
 /// Runs a client until the aggregator says the run is over or `shutdown` resolves; returns
 /// its uploads.
 pub async fn run_client(
@@ -80,7 +76,9 @@ pub async fn run_client(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<Vec<UploadRecord>, String> {
     let id = setup.client.id();
-    let channel = aggregator_clients(&setup.security, &setup.aggregator)?;
+    let channel = setup
+        .security
+        .channel(&setup.aggregator, Duration::from_secs(30))?;
     let mut rounds = pb::client_rounds_client::ClientRoundsClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

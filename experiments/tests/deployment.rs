@@ -279,12 +279,16 @@ async fn rounds_complete_with_l_minus_t_key_holders_down() {
     stop.fire();
 }
 
-/// Polls the aggregator as client 0 until the round it announces reaches `round`.
-async fn wait_for_round(out: &Path, round: u64) {
+/// A `ClientRounds` stub to the aggregator of `out`, presenting the certificate `cert_dir/tls/client-0.*`
+/// under `out`'s CA.
+fn rounds_client(
+    out: &Path,
+    cert_dir: &Path,
+) -> pb::client_rounds_client::ClientRoundsClient<tonic::transport::Channel> {
     let tls = spddl_proto::transport::TlsFiles::read(
         &out.join("tls/ca.pem"),
-        &out.join("tls/client-0.pem"),
-        &out.join("tls/client-0.key"),
+        &cert_dir.join("tls/client-0.pem"),
+        &cert_dir.join("tls/client-0.key"),
     )
     .unwrap();
     let text = std::fs::read_to_string(out.join("aggregator.toml")).unwrap();
@@ -292,7 +296,12 @@ async fn wait_for_round(out: &Path, round: u64) {
     let channel = Security::MutualTls(tls)
         .channel(&cfg.listen, Duration::from_secs(5))
         .unwrap();
-    let mut client = pb::client_rounds_client::ClientRoundsClient::new(channel);
+    pb::client_rounds_client::ClientRoundsClient::new(channel)
+}
+
+/// Polls the aggregator as client 0 until the round it announces reaches `round`.
+async fn wait_for_round(out: &Path, round: u64) {
+    let mut client = rounds_client(out, out);
     loop {
         if let Ok(r) = client.get_round(pb::GetRoundRequest { client: 0 }).await
             && r.into_inner().config.is_some_and(|c| c.round >= round)
@@ -388,18 +397,7 @@ async fn unregistered_identities_and_foreign_certificates_are_refused() {
     // A certificate from another CA: the TLS handshake fails, nothing reaches the services.
     let other = tempfile::tempdir().unwrap();
     let other_out = init(other.path(), 30.0);
-    let foreign = spddl_proto::transport::TlsFiles::read(
-        &out.join("tls/ca.pem"),
-        &other_out.join("tls/client-0.pem"),
-        &other_out.join("tls/client-0.key"),
-    )
-    .unwrap();
-    let text = std::fs::read_to_string(out.join("aggregator.toml")).unwrap();
-    let cfg: deploy::AggregatorFile = toml::from_str(&text).unwrap();
-    let channel = Security::MutualTls(foreign)
-        .channel(&cfg.listen, Duration::from_secs(5))
-        .unwrap();
-    let mut client = pb::client_rounds_client::ClientRoundsClient::new(channel);
+    let mut client = rounds_client(&out, &other_out);
     let status = client
         .get_round(pb::GetRoundRequest { client: 0 })
         .await
