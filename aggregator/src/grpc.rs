@@ -652,7 +652,7 @@ pub async fn serve(
         .await;
     let server = setup
         .security
-        .server()?
+        .server()
         .add_service(health_service)
         .add_service(
             pb::aggregator_server::AggregatorServer::new(node.clone())
@@ -684,10 +684,11 @@ pub async fn serve(
         }
     };
     info!(address = %setup.listen, "aggregator listening");
-    let result = server
-        .serve_with_shutdown(setup.listen, stop)
+    let result = setup
+        .security
+        .serve(server, setup.listen, stop)
         .await
-        .map_err(|e| format!("aggregator server on {}: {e}", setup.listen));
+        .map_err(|e| format!("aggregator {e}"));
     drop(guard);
     result?;
     let inner = node.lock().map_err(|e| e.message().to_string())?;

@@ -279,6 +279,46 @@ async fn rounds_complete_with_l_minus_t_key_holders_down() {
     stop.fire();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_fog_and_key_holder_rejoin_without_operator_action() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 2.5);
+    let expected = simulated_digests();
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    let (fogs, holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2, 3, 4, 5], &stop);
+    let clients = start_clients(&out, &stop);
+    // Round 0 is open: kill fog 0 and key holder 1, then start them again from their files.
+    within(60, wait_for_round(&out, 0)).await;
+    fogs[0].1.abort();
+    holders[0].abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_fog0, holder1) = start_fogs_and_holders(&out, &[0], &[1], &stop);
+    // Once round 1 is announced, kill fog 1 and holders 2 and 3: the last round can only
+    // complete through the restarted fog 0, with the restarted holder 1 among its t shares.
+    within(120, wait_for_round(&out, 1)).await;
+    fogs[1].1.abort();
+    holders[1].abort();
+    holders[2].abort();
+    let report = within(300, agg).await.unwrap().unwrap();
+    assert_every_round_complete(&report, &expected);
+    let last = report.rounds.last().unwrap();
+    assert_eq!(last.silent, vec![2, 3], "{last:?}");
+    assert_eq!(last.holders_used, vec![1, 4, 5], "{last:?}");
+    for c in clients {
+        let uploads = within(30, c).await.unwrap().unwrap();
+        let final_round = uploads.iter().find(|u| u.round == ROUNDS - 1).unwrap();
+        assert_eq!(final_round.fog, 0, "fog 1 is dead: {final_round:?}");
+    }
+    stop.fire();
+    let answered = within(30, holder1.into_iter().next().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answered >= 1, "the restarted holder answered nothing");
+}
+
 /// A `ClientRounds` stub to the aggregator of `out`, presenting the certificate `cert_dir/tls/client-0.*`
 /// under `out`'s CA.
 fn rounds_client(

@@ -345,14 +345,16 @@ pub async fn serve(
             _ = &mut follower => { tokio::time::sleep(Duration::from_secs(2)).await; }
         }
     };
+    let router = setup
+        .security
+        .server()
+        .add_service(health_service)
+        .add_service(service);
     let result = setup
         .security
-        .server()?
-        .add_service(health_service)
-        .add_service(service)
-        .serve_with_shutdown(setup.listen, stop)
+        .serve(router, setup.listen, stop)
         .await
-        .map_err(|e| format!("{fog} server on {}: {e}", setup.listen));
+        .map_err(|e| format!("{fog} {e}"));
     drop(guard);
     result
 }

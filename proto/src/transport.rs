@@ -4,12 +4,22 @@
 //! CA and accepts only peers whose certificate that CA signed. `Security::Insecure` (plaintext
 //! gRPC) exists for debugging behind an explicit `--insecure` flag.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::{
-    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
-};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::server::Router;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server};
+use tracing::{debug, warn};
+
+/// How long a peer has to complete its TLS handshake before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A process's TLS material: the CA that signs every participant, and its own certificate
 /// and private key (PEM).
@@ -41,6 +51,122 @@ impl TlsFiles {
     }
 }
 
+impl TlsFiles {
+    /// The server side of mutual TLS: this process's certificate, and only clients presenting
+    /// a certificate the CA signed; HTTP/2 by ALPN, as gRPC needs.
+    fn server_config(&self) -> Result<rustls::ServerConfig, String> {
+        let certs = |pem: &[u8], what: &str| {
+            CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{what}: not a PEM certificate: {e}"))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in certs(&self.ca, "CA certificate")? {
+            roots
+                .add(ca)
+                .map_err(|e| format!("CA certificate: unusable: {e}"))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .map_err(|e| format!("CA certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key)
+            .map_err(|e| format!("TLS private key: not a PEM key: {e}"))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs(&self.cert, "certificate")?, key)
+            .map_err(|e| format!("TLS server configuration: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+}
+
+/// Accepts TCP connections and turns each into a ready connection with `accept` (`None`:
+/// drop it), running them concurrently; the stream ends when the listener fails for good.
+fn incoming<IO, F, Fut>(
+    listener: tokio::net::TcpListener,
+    accept: F,
+) -> impl tokio_stream::Stream<Item = Result<IO, std::io::Error>>
+where
+    IO: Send + 'static,
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<IO>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let ready = accept(tcp, peer);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Some(io) = ready.await {
+                    let _ = tx.send(Ok(io)).await;
+                }
+            });
+        }
+    });
+    Incoming {
+        ready: tokio_stream::wrappers::ReceiverStream::new(rx),
+        acceptor: acceptor.abort_handle(),
+    }
+}
+
+/// Connections ready for the server. Dropped with the server, it stops the accept loop, which
+/// closes the listening socket (a restarted process can bind the port again).
+struct Incoming<IO> {
+    ready: tokio_stream::wrappers::ReceiverStream<Result<IO, std::io::Error>>,
+    acceptor: tokio::task::AbortHandle,
+}
+
+impl<IO> tokio_stream::Stream for Incoming<IO> {
+    type Item = Result<IO, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.get_mut().ready).poll_next(cx)
+    }
+}
+
+impl<IO> Drop for Incoming<IO> {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+/// One TLS handshake; a refusal is logged with the peer's address and rustls's reason.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        // A port probe: connected and closed without a word.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            debug!(%peer, "connection closed before the TLS handshake");
+            None
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, "TLS handshake refused: {e}");
+            None
+        }
+        Err(_) => {
+            warn!(%peer, "TLS handshake refused: not finished within {HANDSHAKE_TIMEOUT:?}");
+            None
+        }
+    }
+}
+
 /// How a process talks to others.
 #[derive(Debug, Clone)]
 pub enum Security {
@@ -62,21 +188,44 @@ pub struct TlsPaths {
 }
 
 impl Security {
-    /// A server builder with mutual TLS (or none), timeouts and keep-alives set.
-    pub fn server(&self) -> Result<Server, String> {
-        let builder = Server::builder()
+    /// A server builder with timeouts and keep-alives set. TLS is not configured here:
+    /// [`Security::serve`] accepts TLS itself so that it can log every refused handshake.
+    pub fn server(&self) -> Server {
+        Server::builder()
             .timeout(Duration::from_secs(120))
-            .tcp_keepalive(Some(Duration::from_secs(30)));
-        match self {
-            Security::Insecure => Ok(builder),
-            Security::MutualTls(t) => builder
-                .tls_config(
-                    ServerTlsConfig::new()
-                        .identity(Identity::from_pem(&t.cert, &*t.key))
-                        .client_ca_root(Certificate::from_pem(&t.ca)),
-                )
-                .map_err(|e| format!("TLS server configuration: {e}")),
-        }
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+    }
+
+    /// Serves `router` on `listen` until `stop` completes.
+    ///
+    /// Under mutual TLS each connection's handshake runs in its own task (a slow peer never
+    /// holds up others) and must finish within [`HANDSHAKE_TIMEOUT`]; a peer whose certificate
+    /// the deployment's CA did not sign, or that presents none, is refused with a warning
+    /// naming its address and the reason, and never reaches a service.
+    pub async fn serve(
+        &self,
+        router: Router,
+        listen: SocketAddr,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let result = match self {
+            Security::Insecure => {
+                let incoming = incoming(listener, |tcp, _| async move { Some(tcp) });
+                router.serve_with_incoming_shutdown(incoming, stop).await
+            }
+            Security::MutualTls(t) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(t.server_config()?));
+                let incoming = incoming(listener, move |tcp, peer| {
+                    let acceptor = acceptor.clone();
+                    async move { handshake(&acceptor, tcp, peer).await }
+                });
+                router.serve_with_incoming_shutdown(incoming, stop).await
+            }
+        };
+        result.map_err(|e| format!("server on {listen}: {e}"))
     }
 
     /// A lazily connecting channel to `address` (`host:port`): connects on first use and
