@@ -67,6 +67,8 @@ struct FogState {
     address: String,
     healthy: bool,
     latency_ms: f64,
+    /// Uploads waiting at the fog, as it last reported when polling for the round.
+    pending: u32,
 }
 
 struct Inner {
@@ -105,7 +107,7 @@ impl Inner {
                 fog: f.id,
                 healthy: f.healthy,
                 latency_ms: f.latency_ms,
-                pending: 0,
+                pending: u64::from(f.pending),
             })
             .collect();
         assign_by_load(&self.clients(registry), &loads)
@@ -275,14 +277,18 @@ impl pb::aggregator_server::Aggregator for Node {
         &self,
         request: Request<pb::GetFogRoundRequest>,
     ) -> Result<Response<pb::GetFogRoundResponse>, Status> {
-        let fog = FogId(request.into_inner().fog);
+        let request = request.into_inner();
+        let fog = FogId(request.fog);
         if self.registry.key_of(Sender::Fog(fog)).is_none() {
             warn!(%fog, "refused: unknown fog worker");
             return Err(Status::permission_denied(format!(
                 "{fog}: unknown fog worker"
             )));
         }
-        let inner = self.lock()?;
+        let mut inner = self.lock()?;
+        if let Some(state) = inner.fogs.iter_mut().find(|f| f.id == fog) {
+            state.pending = request.pending;
+        }
         let (config, sig) = inner.coord.config();
         Ok(Response::new(pb::GetFogRoundResponse {
             phase: phase(inner.coord.phase_kind()),
@@ -519,6 +525,7 @@ pub async fn serve(
                 address: address.clone(),
                 healthy: true,
                 latency_ms: 0.0,
+                pending: 0,
             })
             .collect(),
         evaluate: setup.evaluate,

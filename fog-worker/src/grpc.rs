@@ -5,6 +5,7 @@
 //! first, the client's call fails and it uploads through its next fog.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,20 @@ struct Node {
     fog: FogId,
     registry: Arc<Registry>,
     current: Arc<Mutex<Option<Current>>>,
+    /// Uploads in the batch being forwarded (accepted, not yet stored at the aggregator).
+    forwarding: Arc<AtomicUsize>,
+}
+
+impl Node {
+    /// This fog's load as it reports it to the aggregator: accepted uploads whose callers
+    /// still wait for the aggregator to store them.
+    fn pending(&self) -> u32 {
+        let queued = self
+            .current
+            .lock()
+            .map_or(0, |c| c.as_ref().map_or(0, |c| c.pending.len()));
+        u32::try_from(queued + self.forwarding.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
+    }
 }
 
 fn refuse(e: &FogError) -> Status {
@@ -132,7 +147,10 @@ async fn follow_rounds(
     let mut reported = false;
     loop {
         let reply = aggregator
-            .get_fog_round(pb::GetFogRoundRequest { fog: fog.0 })
+            .get_fog_round(pb::GetFogRoundRequest {
+                fog: fog.0,
+                pending: node.pending(),
+            })
             .await;
         let delay = match reply {
             Ok(r) => {
@@ -244,6 +262,7 @@ async fn forward(
         let (mut first, mut batch) = batch;
         let mut backoff = Backoff::default();
         while !batch.is_empty() {
+            node.forwarding.store(batch.len(), Ordering::Relaxed);
             let agg = match first.take() {
                 Some(a) => a,
                 None => {
@@ -304,6 +323,7 @@ async fn forward(
                 }
             }
         }
+        node.forwarding.store(0, Ordering::Relaxed);
     }
 }
 
@@ -324,6 +344,7 @@ pub async fn serve(
         fog,
         registry: Arc::new(setup.registry),
         current: Arc::new(Mutex::new(None)),
+        forwarding: Arc::new(AtomicUsize::new(0)),
     };
     let follower = tokio::spawn(follow_rounds(node.clone(), aggregator.clone()));
     let forwarder = tokio::spawn(forward(node.clone(), Arc::new(setup.key), aggregator));
