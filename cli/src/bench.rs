@@ -26,6 +26,20 @@ pub(crate) enum BenchCommand {
     Crypto(CryptoArgs),
     /// Runs secure rounds of a scenario and prints each stage against the round's floor.
     Round(RoundArgs),
+    /// Draws round time against clients and against model size from `bench round --json`
+    /// output, and prints the runs as a table.
+    Plot(PlotArgs),
+}
+
+/// Options of `spddl bench plot`.
+#[derive(Args)]
+pub(crate) struct PlotArgs {
+    /// Files of `spddl bench round --json` lines (several runs, any order).
+    #[arg(required = true, value_name = "FILE")]
+    input: Vec<PathBuf>,
+    /// Directory for `round-time-vs-clients.svg` and `round-time-vs-model-size.svg`.
+    #[arg(long, default_value = "experiments/plots")]
+    out: PathBuf,
 }
 
 /// Options of `spddl bench crypto`.
@@ -75,12 +89,16 @@ pub(crate) struct RoundArgs {
     /// Minimum measuring time per primitive rate, in seconds.
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// One JSON object per round (for `spddl bench plot`) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Crypto(args) => crypto(args),
         BenchCommand::Round(args) => round(args),
+        BenchCommand::Plot(args) => plot(args),
     }
 }
 
@@ -387,19 +405,28 @@ fn round(args: RoundArgs) -> Result<()> {
     let (pk, shares, _) = keycache::load_or_generate(bits, t, l, false, &mut rand::rng())
         .context("dealing the benchmark key")?;
     let min = Duration::from_secs_f64(args.seconds);
-    println!(
+    // With --json the human-readable lines go to stderr, the objects alone to stdout.
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
         "spddl bench round: scenario {}, {} rounds, {bits}-bit n, {t}-of-{l}, kernel {}, {cores} cores",
         scenario.name,
         args.rounds,
         KernelKind::best().name()
-    );
+    ));
     let r = measure(&pk, &shares, 32, min, cores)?;
-    println!(
+    say(format!(
         "measured single-thread rates: encrypt {:.0}/s, partial decryption {:.1}/s \
          (with the batched proof {:.1}/s)",
         r.encrypt[0], r.partial_decrypt[0], r.partial_decrypt_with_proof[0]
-    );
+    ));
     let federation = driver::federation(&scenario)?;
+    let parameters = federation.spec.num_params();
     let keys = (pk, shares);
     let rows: Vec<RoundMetrics> = driver::run_mode(
         &scenario,
@@ -408,6 +435,38 @@ fn round(args: RoundArgs) -> Result<()> {
         Some(&keys),
         &|_, _| {},
     )?;
+    let rows: Vec<RoundRow> = rows
+        .iter()
+        .map(|m| {
+            let c = m.ciphertexts_per_upload as f64;
+            RoundRow {
+                scenario: scenario.name.clone(),
+                clients: scenario.clients,
+                parameters,
+                ciphertexts_per_client: m.ciphertexts_per_upload,
+                round: m.round + 1,
+                wall_s: m.wall_s,
+                train_s: m.train_wall_s,
+                encrypt_s: m.encrypt_wall_s,
+                fog_s: m.fog_add_s,
+                decrypt_s: m.decrypt_wall_s,
+                aggregator_s: m.combine_s,
+                // The protocol's part of the round: everything but local training and
+                // evaluation.
+                protocol_s: m.encrypt_wall_s + m.fog_add_s + m.decrypt_wall_s + m.combine_s,
+                floor_s: (m.contributors as f64 * c / r.encrypt[0]
+                    + m.shares_computed as f64 * c / r.partial_decrypt[0])
+                    / cores as f64,
+                peak_rss_kb: peak_rss_kb(),
+            }
+        })
+        .collect();
+    if args.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+        return Ok(());
+    }
     println!();
     println!(
         "{:>5} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>7}",
@@ -423,24 +482,18 @@ fn round(args: RoundArgs) -> Result<()> {
         "ratio"
     );
     for m in &rows {
-        let c = m.ciphertexts_per_upload as f64;
-        let floor = (m.contributors as f64 * c / r.encrypt[0]
-            + m.shares_computed as f64 * c / r.partial_decrypt[0])
-            / cores as f64;
-        // The protocol's part of the round: everything but local training and evaluation.
-        let protocol = m.encrypt_wall_s + m.fog_add_s + m.decrypt_wall_s + m.combine_s;
         println!(
             "{:>5} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>9.2} {:>8.2} {:>6.2}×",
-            m.round + 1,
+            m.round,
             m.wall_s,
-            m.train_wall_s,
-            m.encrypt_wall_s,
-            m.fog_add_s,
-            m.decrypt_wall_s,
-            m.combine_s,
-            protocol,
-            floor,
-            protocol / floor
+            m.train_s,
+            m.encrypt_s,
+            m.fog_s,
+            m.decrypt_s,
+            m.aggregator_s,
+            m.protocol_s,
+            m.floor_s,
+            m.protocol_s / m.floor_s
         );
     }
     println!(
@@ -448,18 +501,252 @@ fn round(args: RoundArgs) -> Result<()> {
          without proofs) / {cores} cores; protocol = encrypt + fog + decrypt (with proofs) + \
          aggregator (verify, combine, decode) stages, wall clock"
     );
-    println!("peak resident memory: {}", peak_rss());
+    match peak_rss_kb() {
+        Some(kb) => println!("peak resident memory: {kb} kB"),
+        None => println!("peak resident memory: unknown"),
+    }
     Ok(())
 }
 
-/// `VmHWM` of this process (Linux), for the record.
-fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
+/// One round of `spddl bench round`, as `--json` prints it and `spddl bench plot` reads it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RoundRow {
+    scenario: String,
+    clients: usize,
+    parameters: usize,
+    ciphertexts_per_client: usize,
+    /// 1-based.
+    round: u64,
+    wall_s: f64,
+    train_s: f64,
+    encrypt_s: f64,
+    fog_s: f64,
+    decrypt_s: f64,
+    aggregator_s: f64,
+    protocol_s: f64,
+    floor_s: f64,
+    /// Peak resident memory of the process so far (`VmHWM`), when known.
+    peak_rss_kb: Option<u64>,
+}
+
+fn plot(args: PlotArgs) -> Result<()> {
+    use spddl_experiments::plots::{Series, write_scaling_svg};
+    let mut rows = Vec::new();
+    for path in &args.input {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let row: RoundRow = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{} line {}: not a `spddl bench round --json` line",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            rows.push(row);
+        }
+    }
+    let runs = last_rounds(rows);
+    anyhow::ensure!(!runs.is_empty(), "no rounds in the input");
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let series = |runs: &[&RoundRow], x: fn(&RoundRow) -> f64| -> Vec<Series> {
+        let line = |label: &str, colour, dash, y: fn(&RoundRow) -> f64| Series {
+            label: label.to_string(),
+            colour,
+            dash,
+            points: runs.iter().map(|r| (x(r), y(r))).collect(),
+        };
+        vec![
+            line("round wall clock", "#000000", None, |r| r.wall_s),
+            line("partial decrypt", "#e15759", None, |r| r.decrypt_s),
+            line("encrypt (all clients)", "#f28e2b", None, |r| r.encrypt_s),
+            line("floor", "#555555", Some("6 4"), |r| r.floor_s),
+        ]
+    };
+    // Round time against clients: the model measured at the most client counts.
+    let by_clients = widest_group(&runs, |r| r.parameters, |r| r.clients);
+    let path = args.out.join("round-time-vs-clients.svg");
+    let title = format!(
+        "Secure round time against clients ({} parameters)",
+        thousands(by_clients.first().map_or(0, |r| r.parameters))
+    );
+    write_scaling_svg(
+        &path,
+        &title,
+        "clients",
+        "seconds per round",
+        &series(&by_clients, |r| r.clients as f64),
+    )?;
+    println!("wrote {}", path.display());
+    let by_model = widest_group(&runs, |r| r.clients, |r| r.parameters);
+    let path = args.out.join("round-time-vs-model-size.svg");
+    let title = format!(
+        "Secure round time against model size ({} clients)",
+        by_model.first().map_or(0, |r| r.clients)
+    );
+    write_scaling_svg(
+        &path,
+        &title,
+        "model parameters (thousands)",
+        "seconds per round",
+        &series(&by_model, |r| r.parameters as f64 / 1000.0),
+    )?;
+    println!("wrote {}", path.display());
+    println!();
+    println!(
+        "| clients | parameters | ciphertexts per client | round wall s | encrypt s | decrypt s | protocol ÷ floor | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &runs {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2}× | {} |",
+            r.clients,
+            thousands(r.parameters),
+            thousands(r.ciphertexts_per_client),
+            r.wall_s,
+            r.encrypt_s,
+            r.decrypt_s,
+            r.protocol_s / r.floor_s,
+            r.peak_rss_kb
+                .map_or("unknown".into(), |kb| format!("{} MB", kb / 1000))
+        );
+    }
+    Ok(())
+}
+
+/// `101770` as `101,770`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// The last round of each run (a run = one clients × parameters pair; the first round pays
+/// for the fixed-base table), ordered by parameters, then clients.
+fn last_rounds(rows: Vec<RoundRow>) -> Vec<RoundRow> {
+    let mut last: std::collections::BTreeMap<(usize, usize), RoundRow> = Default::default();
+    for row in rows {
+        let key = (row.parameters, row.clients);
+        if last.get(&key).is_none_or(|r| r.round <= row.round) {
+            last.insert(key, row);
+        }
+    }
+    last.into_values().collect()
+}
+
+/// The runs sharing a `fixed` value that cover the most distinct `varying` values.
+fn widest_group<'a>(
+    runs: &'a [RoundRow],
+    fixed: fn(&RoundRow) -> usize,
+    varying: fn(&RoundRow) -> usize,
+) -> Vec<&'a RoundRow> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<&RoundRow>> = Default::default();
+    for r in runs {
+        groups.entry(fixed(r)).or_default().push(r);
+    }
+    let mut best = groups
+        .into_values()
+        .max_by_key(|g| g.len())
+        .unwrap_or_default();
+    best.sort_by_key(|r| varying(r));
+    best
+}
+
+/// `VmHWM` of this process in kB (Linux), for the record.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(clients: usize, parameters: usize, round: u64, wall_s: f64) -> RoundRow {
+        RoundRow {
+            scenario: "s".into(),
+            clients,
+            parameters,
+            ciphertexts_per_client: parameters / 97,
+            round,
+            wall_s,
+            train_s: 0.1,
+            encrypt_s: 1.0,
+            fog_s: 0.0,
+            decrypt_s: 8.0,
+            aggregator_s: 0.5,
+            protocol_s: 9.5,
+            floor_s: 9.0,
+            peak_rss_kb: Some(450_000),
+        }
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(101_770), "101,770");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn each_run_keeps_its_last_round() {
+        let runs = last_rounds(vec![
+            row(10, 101_770, 2, 10.2),
+            row(10, 101_770, 1, 10.5),
+            row(50, 101_770, 1, 15.9),
+            row(50, 101_770, 2, 15.6),
+            row(20, 25_450, 1, 3.1),
+        ]);
+        let got: Vec<(usize, usize, u64, f64)> = runs
+            .iter()
+            .map(|r| (r.parameters, r.clients, r.round, r.wall_s))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (25_450, 20, 1, 3.1),
+                (101_770, 10, 2, 10.2),
+                (101_770, 50, 2, 15.6)
+            ]
+        );
+    }
+
+    #[test]
+    fn plots_use_the_group_with_the_most_sizes() {
+        let runs = last_rounds(vec![
+            row(10, 101_770, 2, 10.0),
+            row(200, 101_770, 2, 36.0),
+            row(20, 101_770, 2, 12.0),
+            row(20, 25_450, 2, 3.0),
+            row(20, 407_050, 2, 47.0),
+            row(50, 407_050, 2, 50.0),
+        ]);
+        let by_clients = widest_group(&runs, |r| r.parameters, |r| r.clients);
+        let clients: Vec<usize> = by_clients.iter().map(|r| r.clients).collect();
+        assert_eq!(clients, vec![10, 20, 200]);
+        assert!(by_clients.iter().all(|r| r.parameters == 101_770));
+        let by_model = widest_group(&runs, |r| r.clients, |r| r.parameters);
+        let sizes: Vec<usize> = by_model.iter().map(|r| r.parameters).collect();
+        assert_eq!(sizes, vec![25_450, 101_770, 407_050]);
+        assert!(by_model.iter().all(|r| r.clients == 20));
+    }
 }

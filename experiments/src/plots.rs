@@ -122,7 +122,7 @@ pub fn accuracy_svg(runs: &[ModeRun]) -> String {
     legend.reverse();
     svg.legend(&legend);
     if all.is_empty() {
-        svg.no_data();
+        svg.no_data("no rounds");
     }
     svg.finish()
 }
@@ -197,7 +197,72 @@ pub fn stages_svg(runs: &[ModeRun]) -> String {
     ));
     svg.legend(&legend);
     if rounds.is_empty() {
-        svg.no_data();
+        svg.no_data("no rounds");
+    }
+    svg.finish()
+}
+
+/// One line of [`scaling_svg`].
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Stroke colour (`#rrggbb`).
+    pub colour: &'static str,
+    /// Dash pattern, `None` for a solid line.
+    pub dash: Option<&'static str>,
+    /// `(x, y)` points; drawn in order of `x`.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Writes [`scaling_svg`] to `path`.
+pub fn write_scaling_svg(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    std::fs::write(path, scaling_svg(title, x_label, y_label, series))
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// A measurement against a size (clients, model parameters): one line with point markers per
+/// series, both axes from 0 so that proportional growth reads as a straight line through the
+/// origin.
+pub fn scaling_svg(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let mut svg = Svg::new(title);
+    let all: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    let (_, x_hi) = min_max(all.iter().map(|p| p.0)).unwrap_or((0.0, 1.0));
+    let (_, y_hi) = min_max(all.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
+    let frame = Frame {
+        x: Scale::nice(0.0, x_hi.max(0.0)),
+        y: Scale::nice(0.0, y_hi.max(0.0)),
+    };
+    frame.draw_axes(&mut svg, x_label, y_label);
+    let mut legend = Vec::new();
+    for s in series {
+        let mut points: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let px: Vec<(f64, f64)> = points.iter().map(|&(x, y)| frame.to_px(x, y)).collect();
+        svg.polyline(&px, s.colour, 2.0, s.dash);
+        for &(x, y) in &px {
+            svg.circle(x, y, 3.0, s.colour);
+        }
+        legend.push((s.label.as_str(), s.colour, LegendMark::Line(2.0, s.dash)));
+    }
+    svg.legend(&legend);
+    if all.is_empty() {
+        svg.no_data("no measurements");
     }
     svg.finish()
 }
@@ -416,11 +481,11 @@ impl Svg {
         }
     }
 
-    fn no_data(&mut self) {
+    fn no_data(&mut self, what: &str) {
         self.text(
             (LEFT + RIGHT) / 2.0,
             (TOP + BOTTOM) / 2.0,
-            "no rounds",
+            what,
             16.0,
             "middle",
             "",
@@ -475,6 +540,47 @@ mod tests {
                 "{x},{y}"
             );
         }
+    }
+
+    #[test]
+    fn scaling_lines_follow_the_points_from_the_origin() {
+        let series = vec![
+            Series {
+                label: "round wall".into(),
+                colour: "#000000",
+                dash: None,
+                // Out of order on purpose: drawn by x.
+                points: vec![(200.0, 36.0), (10.0, 10.0), (100.0, 21.0), (50.0, 15.6)],
+            },
+            Series {
+                label: "floor & co".into(),
+                colour: "#888888",
+                dash: Some("6 3"),
+                points: vec![(10.0, 9.0), (200.0, 30.0)],
+            },
+        ];
+        let svg = scaling_svg("Round time", "clients", "seconds", &series);
+        well_formed(&svg);
+        assert!(svg.contains("floor &amp; co") && svg.contains("clients"));
+        let lines = polylines(&svg);
+        // Two data lines, then two legend samples.
+        assert_eq!(lines.len(), 4);
+        let wall = &lines[0];
+        assert_eq!(wall.len(), 4);
+        // Sorted by x (left to right) and growing (upwards: smaller y).
+        assert!(wall.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 < w[0].1));
+        // Axes from 0: x = 10 of a 0..200 axis sits 5 % into the plot area; y = 10 s of a
+        // 0..40 axis a quarter of the way up.
+        assert!(
+            (wall[0].0 - (LEFT + 0.05 * (RIGHT - LEFT))).abs() < 0.5,
+            "{wall:?}"
+        );
+        assert!(
+            (wall[0].1 - (BOTTOM - 0.25 * (BOTTOM - TOP))).abs() < 0.5,
+            "{wall:?}"
+        );
+        assert_eq!(svg.matches("<circle").count(), 6);
+        assert!(scaling_svg("t", "x", "y", &[]).contains("no measurements"));
     }
 
     #[test]
