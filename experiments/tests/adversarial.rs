@@ -1,0 +1,396 @@
+//! Attacks on a running deployment (real sockets, mutual TLS): an attacker holding a
+//! registered participant's certificate sends forged, replayed, malformed and hostile messages
+//! to every RPC. Each must be refused with a reason, the servers must keep serving, and the
+//! honest parties' rounds must still end with the simulation's models.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use num_bigint::BigUint;
+use spddl_crypto::identity::SigningKey;
+use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey};
+use spddl_experiments::deploy::{self, ClientFile, FogFile};
+use spddl_proto::transport::{Security, TlsFiles};
+use spddl_proto::wire::{self, pb};
+use spddl_proto::{ClientId, RoundConfig, RoundId, Upload};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A channel to `address` presenting `name`'s certificate from `out/tls`.
+fn channel_as(out: &Path, name: &str, address: &str) -> Channel {
+    let tls = TlsFiles::read(
+        &out.join("tls/ca.pem"),
+        &out.join(format!("tls/{name}.pem")),
+        &out.join(format!("tls/{name}.key")),
+    )
+    .unwrap();
+    Security::MutualTls(tls)
+        .channel(address, Duration::from_secs(10))
+        .unwrap()
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// What client 0's stolen files give an attacker: its signing key and certificate.
+struct Attacker {
+    pk: PublicKey,
+    key: SigningKey,
+    fog: pb::fog_worker_client::FogWorkerClient<Channel>,
+    rounds: pb::client_rounds_client::ClientRoundsClient<Channel>,
+    fog_channel: Channel,
+    aggregator_channel: Channel,
+}
+
+impl Attacker {
+    fn new(out: &Path) -> Self {
+        let client: ClientFile = read_toml(&out.join("client-0.toml"));
+        let fog: FogFile = read_toml(&out.join("fog-0.toml"));
+        let pk =
+            PublicKey::from_json(&std::fs::read_to_string(out.join("keys/public.json")).unwrap())
+                .unwrap();
+        let key = deploy::read_identity(&out.join(&client.identity)).unwrap();
+        let fog_channel = channel_as(out, "client-0", &fog.listen);
+        let aggregator_channel = channel_as(out, "client-0", &client.aggregator);
+        Attacker {
+            pk,
+            key,
+            fog: pb::fog_worker_client::FogWorkerClient::new(fog_channel.clone()),
+            rounds: pb::client_rounds_client::ClientRoundsClient::new(aggregator_channel.clone()),
+            fog_channel,
+            aggregator_channel,
+        }
+    }
+
+    /// The round the aggregator announces (once it listens), and the ciphertexts an upload
+    /// must hold.
+    async fn round(&mut self) -> (RoundConfig, usize) {
+        let r = loop {
+            match self
+                .rounds
+                .get_round(pb::GetRoundRequest { client: 0 })
+                .await
+            {
+                Ok(r) => break r.into_inner(),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (config, _) = wire::config_from_wire(&r.config.unwrap()).unwrap();
+        let encoder = config.encoder(&self.pk).unwrap();
+        let len = encoder.packing().plaintexts_for(config.num_params as usize);
+        (config, len)
+    }
+
+    fn encrypt(&self, n: usize) -> Vec<Ciphertext> {
+        let m = Plaintext::from_u64(&self.pk, 1).unwrap();
+        (0..n)
+            .map(|_| self.pk.encrypt(&m, &mut rand::rng()))
+            .collect()
+    }
+
+    /// Sends `upload` to fog 0 and returns how it was refused (it must be).
+    async fn refused(&mut self, upload: pb::Upload) -> tonic::Status {
+        let reply = self
+            .fog
+            .submit_upload(pb::SubmitUploadRequest {
+                upload: Some(upload),
+            })
+            .await;
+        reply.expect_err("the fog accepted an attacker's upload")
+    }
+}
+
+fn assert_refused(status: &tonic::Status, code: Code, words: &[&str], attack: &str) {
+    let message = status.message();
+    assert_eq!(status.code(), code, "{attack}: {message}");
+    for w in words {
+        assert!(
+            message.contains(w),
+            "{attack}: `{message}` does not say `{w}`"
+        );
+    }
+}
+
+/// A client-signed upload of `cts` (the signature is valid for what it covers).
+fn signed(
+    a: &Attacker,
+    round: RoundId,
+    client: u32,
+    weight: u64,
+    cts: Vec<Ciphertext>,
+) -> pb::Upload {
+    let up = Upload::sign(&a.pk, &a.key, round, ClientId(client), weight, cts);
+    wire::upload_to_wire(&a.pk, &up)
+}
+
+/// The ciphertext field of `upload` replaced by raw values (fixed width, as on the wire).
+fn with_raw(mut upload: pb::Upload, values: &[BigUint]) -> pb::Upload {
+    let width = upload.ciphertexts[0].len();
+    upload.ciphertexts = values
+        .iter()
+        .map(|v| {
+            let bytes = v.to_bytes_be();
+            let mut fixed = vec![0u8; width.saturating_sub(bytes.len())];
+            fixed.extend_from_slice(&bytes);
+            fixed
+        })
+        .collect();
+    upload
+}
+
+/// gRPC with raw bytes as the message, to send what no generated stub would.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        let mut v = vec![0u8; n];
+        bytes::Buf::copy_to_slice(src, &mut v);
+        Ok(Some(v))
+    }
+}
+
+async fn raw_call(
+    channel: Channel,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.unary(
+        tonic::Request::new(body),
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_exact() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let expected = simulated_digests();
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2, 3, 4, 5], &stop);
+    let mut a = Attacker::new(&out);
+    // Round 0 collects until every honest client (not started yet) is counted: attack now.
+    let (config, len) = within(60, a.round()).await;
+    let round = config.round;
+    let pk = a.pk.clone();
+    let good = a.encrypt(len);
+
+    let forged = {
+        let stranger = SigningKey::generate(&mut rand::rng());
+        let up = Upload::sign(&pk, &stranger, round, ClientId(0), 1, good.clone());
+        wire::upload_to_wire(&pk, &up)
+    };
+    let s = a.refused(forged).await;
+    assert_refused(
+        &s,
+        Code::PermissionDenied,
+        &["client 0", "signature"],
+        "forged signature",
+    );
+
+    let s = a.refused(signed(&a, round, 99, 1, good.clone())).await;
+    assert_refused(&s, Code::PermissionDenied, &["99"], "unregistered identity");
+
+    let s = a
+        .refused(signed(&a, RoundId(round.0 + 5), 0, 1, good.clone()))
+        .await;
+    assert_refused(
+        &s,
+        Code::FailedPrecondition,
+        &["client 0"],
+        "upload for another round",
+    );
+
+    let s = a
+        .refused(signed(&a, round, 0, 1, good[..len - 1].to_vec()))
+        .await;
+    assert!(
+        matches!(s.code(), Code::InvalidArgument | Code::FailedPrecondition)
+            && s.message().contains(&format!("{}", len - 1)),
+        "wrong length: {s:?}"
+    );
+
+    let s = a.refused(signed(&a, round, 0, 0, good.clone())).await;
+    assert!(s.message().contains("weight"), "weight 0: {s:?}");
+
+    // Ciphertexts that are not elements of Z*_{n²}: refused by the wire layer before any
+    // signature check or homomorphic addition.
+    let n = pk.n().clone();
+    let n2 = &n * &n;
+    let base = signed(&a, round, 0, 1, good.clone());
+    for (what, value) in [
+        ("0", BigUint::from(0u32)),
+        ("n", n.clone()),
+        ("n²", n2.clone()),
+        ("n² + 1", &n2 + 1u32),
+    ] {
+        let mut values: Vec<BigUint> = good.iter().map(|c| c.value().clone()).collect();
+        values[0] = value;
+        let s = a.refused(with_raw(base.clone(), &values)).await;
+        assert_eq!(s.code(), Code::InvalidArgument, "ciphertext {what}: {s:?}");
+    }
+    // 1 is in Z*_{n²} (an encryption of 0 with r = 1): it is well formed, so the check that
+    // catches it is the signature, which covers the ciphertexts' digest.
+    let mut values: Vec<BigUint> = good.iter().map(|c| c.value().clone()).collect();
+    values[0] = BigUint::from(1u32);
+    let s = a.refused(with_raw(base.clone(), &values)).await;
+    assert_refused(
+        &s,
+        Code::PermissionDenied,
+        &["signature"],
+        "ciphertext 1, altered after signing",
+    );
+
+    // An upload made under another public key: its signature covers this key's id, so the
+    // same bytes under the other key's id do not verify here.
+    let (other_pk, _) = spddl_crypto::testing::test_key(2048, 2, 3, 77);
+    let foreign_cts: Vec<Ciphertext> = (0..len)
+        .map(|_| {
+            other_pk.encrypt(
+                &Plaintext::from_u64(&other_pk, 1).unwrap(),
+                &mut rand::rng(),
+            )
+        })
+        .collect();
+    let foreign = Upload::sign(&other_pk, &a.key, round, ClientId(0), 1, foreign_cts);
+    let s = a.refused(wire::upload_to_wire(&other_pk, &foreign)).await;
+    assert!(
+        matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied),
+        "ciphertexts under another key: {s:?}"
+    );
+
+    // Hostile bytes on every RPC: random, truncated, and larger than the 64 MiB limit.
+    let valid = prost::Message::encode_to_vec(&pb::SubmitUploadRequest {
+        upload: Some(base.clone()),
+    });
+    let calls: [(&str, &'static str, Channel); 6] = [
+        (
+            "fog",
+            "/spddl.v1.FogWorker/SubmitUpload",
+            a.fog_channel.clone(),
+        ),
+        (
+            "aggregator",
+            "/spddl.v1.Aggregator/GetFogRound",
+            a.aggregator_channel.clone(),
+        ),
+        (
+            "aggregator",
+            "/spddl.v1.Aggregator/SubmitAggregate",
+            a.aggregator_channel.clone(),
+        ),
+        (
+            "aggregator",
+            "/spddl.v1.ClientRounds/GetRound",
+            a.aggregator_channel.clone(),
+        ),
+        (
+            "aggregator",
+            "/spddl.v1.KeyHolders/GetDecryptionRequest",
+            a.aggregator_channel.clone(),
+        ),
+        (
+            "aggregator",
+            "/spddl.v1.KeyHolders/SubmitShare",
+            a.aggregator_channel.clone(),
+        ),
+    ];
+    let mut random = vec![0u8; 4096];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut random[..]);
+    for (server, path, channel) in calls {
+        for (what, body) in [
+            ("random bytes", random.clone()),
+            ("a truncated message", valid[..valid.len() / 2].to_vec()),
+            ("an oversized message", vec![0x0a; 65 << 20]),
+        ] {
+            let reply = raw_call(channel.clone(), path, body).await;
+            let Err(s) = reply else {
+                panic!("{server} {path} served {what}");
+            };
+            if what == "an oversized message" {
+                // Refused by the 64 MiB limit, before a message is decoded.
+                assert_eq!(s.code(), Code::OutOfRange, "{path}: {what}: {s:?}");
+            } else {
+                // Refused by the protobuf decoder or by the wire validation.
+                assert!(
+                    matches!(
+                        s.code(),
+                        Code::Internal | Code::InvalidArgument | Code::PermissionDenied
+                    ),
+                    "{path}: {what}: {s:?}"
+                );
+            }
+        }
+    }
+
+    // Every server still serves, and the honest clients' rounds are exact.
+    let clients = start_clients(&out, &stop);
+    // Round 0 closed: a signed round-0 upload replayed in round 1 is refused.
+    within(120, wait_for_round(&out, 1)).await;
+    // The fog may not have followed the aggregator to round 1 yet (it polls every 100 ms); then
+    // the replay meets client 0's real round-0 upload and is refused as a second upload.
+    let replay = signed(&a, round, 0, 1, good.clone());
+    let s = a.refused(replay).await;
+    let why = s.message();
+    assert!(
+        why.contains("client 0")
+            && (why.contains("this is round 1") || why.contains("second upload")),
+        "upload replayed from a closed round: {s:?}"
+    );
+
+    let report = within(300, agg).await.unwrap().unwrap();
+    assert_every_round_complete(&report, &expected);
+    for c in clients {
+        within(30, c).await.unwrap().unwrap();
+    }
+    stop.fire();
+}
