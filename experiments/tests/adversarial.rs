@@ -394,3 +394,151 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
     }
     stop.fire();
 }
+
+/// How the cheating key holder corrupts its share in a round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cheat {
+    /// One partial decryption replaced by a random element.
+    RandomPartial,
+    /// A share, with a valid proof, of a different ciphertext vector.
+    OtherCiphertexts,
+    /// The honest partials with a forged proof response `z`.
+    ForgedProof,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cheating_key_holder_is_blamed_every_round_and_the_others_decrypt_exactly() {
+    use spddl_proto::ShareResponse;
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let expected = simulated_digests();
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    // Holder 1 is the cheater (an attacker with its files); 2..=5 are honest.
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[2, 3, 4, 5], &stop);
+    let clients = start_clients(&out, &stop);
+
+    let setup = deploy::holder_setup(&out.join("holder-1.toml"), false).unwrap();
+    let channel = channel_as(&out, "holder-1", &setup.aggregator);
+    let mut holders = pb::key_holders_client::KeyHoldersClient::new(channel)
+        .max_decoding_message_size(spddl_proto::wire::MAX_MESSAGE_BYTES);
+    let pk = setup.pk.clone();
+    let cheats = [
+        Cheat::RandomPartial,
+        Cheat::OtherCiphertexts,
+        Cheat::ForgedProof,
+    ];
+    let mut previous: Option<pb::ShareResponse> = None;
+    let attack = async {
+        let mut refusals = Vec::new();
+        let mut done = std::collections::BTreeSet::new();
+        loop {
+            let reply = holders
+                .get_decryption_request(pb::GetDecryptionRequestRequest { holder: 1 })
+                .await;
+            let Ok(reply) = reply else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let reply = reply.into_inner();
+            if reply.finished || done.len() == cheats.len() {
+                return refusals;
+            }
+            let Some(w) = reply.request else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let request = wire::request_from_wire(&pk, &w).unwrap();
+            if !done.insert(request.round.0) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            // An old share replayed into this round first: refused as the wrong round.
+            if let Some(old) = previous.take() {
+                let s = holders
+                    .submit_share(pb::SubmitShareRequest { share: Some(old) })
+                    .await
+                    .expect_err("a replayed share was accepted");
+                refusals.push(("replayed share", s));
+            }
+            let cheat = cheats[request.round.0 as usize % cheats.len()];
+            let context = request.context(&pk);
+            let mut rng = rand::rng();
+            let mut share = match cheat {
+                Cheat::OtherCiphertexts => {
+                    let mut other = request.ciphertexts.clone();
+                    other[0] = pk.add(&other[0], &other[0]);
+                    setup
+                        .share
+                        .decrypt(&pk, &other, &context, &mut rng)
+                        .unwrap()
+                }
+                _ => setup
+                    .share
+                    .decrypt(&pk, &request.ciphertexts, &context, &mut rng)
+                    .unwrap(),
+            };
+            match cheat {
+                Cheat::RandomPartial => {
+                    let r = pk.encrypt(&Plaintext::from_u64(&pk, 7).unwrap(), &mut rng);
+                    share.partials[0] = r.value().clone();
+                }
+                Cheat::ForgedProof => share.proof.z += 1u32,
+                Cheat::OtherCiphertexts => {}
+            }
+            // Signed with holder 1's real identity: the signature is valid, the share is not.
+            let signature = setup
+                .identity
+                .sign(&ShareResponse::transcript_for(request.round, &share));
+            let response = ShareResponse {
+                round: request.round,
+                share,
+                signature,
+            };
+            let w = wire::share_to_wire(&pk, &response);
+            previous = Some(w.clone());
+            let s = holders
+                .submit_share(pb::SubmitShareRequest { share: Some(w) })
+                .await
+                .expect_err("a cheating share was accepted");
+            refusals.push((
+                match cheat {
+                    Cheat::RandomPartial => "random partial",
+                    Cheat::OtherCiphertexts => "share of other ciphertexts",
+                    Cheat::ForgedProof => "forged proof",
+                },
+                s,
+            ));
+        }
+    };
+    let refusals = within(300, attack).await;
+    let report = within(300, agg).await.unwrap().unwrap();
+    assert_every_round_complete(&report, &expected);
+    for r in &report.rounds {
+        assert_eq!(r.blamed.len(), 1, "round {}: {:?}", r.round, r.blamed);
+        assert!(r.blamed[0].contains("key holder 1"), "{:?}", r.blamed);
+        assert_eq!(r.holders_used, vec![2, 3, 4], "round {}", r.round);
+    }
+    let kinds: Vec<&str> = refusals.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "random partial",
+            "replayed share",
+            "share of other ciphertexts",
+            "replayed share",
+            "forged proof"
+        ]
+    );
+    for (kind, s) in &refusals {
+        assert!(
+            s.message().contains("key holder 1") && s.code() != Code::Ok,
+            "{kind}: {s:?}"
+        );
+    }
+    for c in clients {
+        within(30, c).await.unwrap().unwrap();
+    }
+    stop.fire();
+}
