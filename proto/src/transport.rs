@@ -40,13 +40,18 @@ impl std::fmt::Debug for TlsFiles {
 }
 
 impl TlsFiles {
-    /// Reads the three PEM files.
+    /// Reads the three PEM files; warns when others may read the private key.
     pub fn read(ca: &Path, cert: &Path, key: &Path) -> Result<Self, String> {
         let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let (private, warning) = spddl_crypto::formats::read_secret_file(key)
+            .map_err(|e| format!("{}: {e}", key.display()))?;
+        if let Some(w) = warning {
+            warn!("{w}");
+        }
         Ok(TlsFiles {
             ca: read(ca)?,
             cert: read(cert)?,
-            key: zeroize::Zeroizing::new(read(key)?),
+            key: zeroize::Zeroizing::new(private.as_bytes().to_vec()),
         })
     }
 }
