@@ -624,7 +624,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
@@ -646,11 +646,11 @@ fn last_rounds(rows: Vec<RoundRow>) -> Vec<RoundRow> {
 }
 
 /// The runs sharing a `fixed` value that cover the most distinct `varying` values.
-fn widest_group<'a>(
-    runs: &'a [RoundRow],
+fn widest_group(
+    runs: &[RoundRow],
     fixed: fn(&RoundRow) -> usize,
     varying: fn(&RoundRow) -> usize,
-) -> Vec<&'a RoundRow> {
+) -> Vec<&RoundRow> {
     let mut groups: std::collections::BTreeMap<usize, Vec<&RoundRow>> = Default::default();
     for r in runs {
         groups.entry(fixed(r)).or_default().push(r);
