@@ -29,6 +29,17 @@ pub(crate) enum BenchCommand {
     /// Draws round time against clients and against model size from `bench round --json`
     /// output, and prints the runs as a table.
     Plot(PlotArgs),
+    /// One fog worker taking signed uploads from many clients at once (loopback, mutual TLS,
+    /// each client its own identity and connection): throughput and peak memory.
+    Fog(FogArgs),
+}
+
+/// Options of `spddl bench fog`.
+#[derive(Args)]
+pub(crate) struct FogArgs {
+    /// Clients uploading at the same moment.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
 }
 
 /// Options of `spddl bench plot`.
@@ -99,6 +110,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Crypto(args) => crypto(args),
         BenchCommand::Round(args) => round(args),
         BenchCommand::Plot(args) => plot(args),
+        BenchCommand::Fog(args) => fog(args),
     }
 }
 
@@ -505,6 +517,60 @@ fn round(args: RoundArgs) -> Result<()> {
         Some(kb) => println!("peak resident memory: {kb} kB"),
         None => println!("peak resident memory: unknown"),
     }
+    Ok(())
+}
+
+fn fog(args: FogArgs) -> Result<()> {
+    anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    let (pk, shares, _) = keycache::load_or_generate(2048, 3, 5, false, &mut rand::rng())
+        .context("dealing the benchmark key")?;
+    let dir = tempfile::tempdir().context("creating a scratch directory")?;
+    let rss_before = peak_rss_kb();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(spddl_experiments::load::fog_load(
+        dir.path(),
+        args.clients,
+        (pk, shares),
+    ))?;
+    println!(
+        "spddl bench fog: {} clients, one fog worker, aggregator in the same process, \
+         mutual TLS on 127.0.0.1, 2048-bit n",
+        report.clients
+    );
+    println!(
+        "each upload: {} ciphertexts, {} bytes on the wire",
+        report.ciphertexts_per_upload, report.bytes_per_upload
+    );
+    println!(
+        "{} uploads acknowledged (stored at the aggregator) in {:.2} s: {:.0} uploads/s; \
+         {} counted by the aggregator; {} retried calls; {} errors",
+        report.clients - report.errors.len(),
+        report.seconds,
+        report.uploads_per_s,
+        report.counted,
+        report.retries,
+        report.errors.len()
+    );
+    for e in report.errors.iter().take(5) {
+        println!("  error: {e}");
+    }
+    if let (Some(before), Some(peak)) = (rss_before, peak_rss_kb()) {
+        println!(
+            "peak resident memory: {} MB (before the run: {} MB; includes the clients' side)",
+            peak / 1000,
+            before / 1000
+        );
+    }
+    anyhow::ensure!(
+        report.errors.is_empty() && report.counted == report.clients,
+        "{} uploads failed, {} of {} counted",
+        report.errors.len(),
+        report.counted,
+        report.clients
+    );
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 pub mod deploy;
 pub mod driver;
 pub mod keycache;
+#[cfg(feature = "grpc")]
+pub mod load;
 pub mod metrics;
 pub mod plots;
 pub mod results;
