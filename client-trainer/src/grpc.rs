@@ -89,6 +89,12 @@ pub async fn run_client(
     let mut backoff = Backoff::default();
     let mut last_error = String::new();
     let client = setup.client.clone();
+    // The fog that last acknowledged an upload, by round. A fog acknowledges only once the
+    // aggregator has stored the aggregate holding the upload, so a round that still reports
+    // this client uncounted after an acknowledgement means the fog dropped the upload (or the
+    // aggregator restarted the round): that fog is tried last from then on in this round.
+    let mut acknowledged: Option<(u64, u32)> = None;
+    let mut suspects: std::collections::BTreeSet<(u64, u32)> = Default::default();
     tokio::pin!(shutdown);
     loop {
         let poll = tokio::select! {
@@ -132,14 +138,23 @@ pub async fn run_client(
                         ));
                     }
                     let round = config.round.0;
+                    if let Some((r, fog)) = acknowledged.take()
+                        && r == round
+                        && suspects.insert((round, fog))
+                    {
+                        warn!(%id, round, fog, "fog {fog} acknowledged the upload but the aggregator has not counted it: trying the other fogs first");
+                    }
+                    // Fogs in the aggregator's order, suspected ones last.
+                    let mut order = r.fogs.clone();
+                    order.sort_by_key(|f| suspects.contains(&(round, f.fog)));
                     if sealed.as_ref().is_none_or(|s| s.0 != round) {
                         sealed =
                             Some(seal_round(&setup, client.clone(), config, r.global_model).await?);
                     }
                     if let Some((_, upload, train_s, seal_s)) = &sealed
-                        && let Some(rec) =
-                            upload_through(&setup, &mut fogs, upload, &r.fogs).await?
+                        && let Some(rec) = upload_through(&setup, &mut fogs, upload, &order).await?
                     {
+                        acknowledged = Some((rec.round, rec.fog));
                         records.push(UploadRecord {
                             train_s: *train_s,
                             seal_s: *seal_s,

@@ -542,3 +542,69 @@ async fn a_cheating_key_holder_is_blamed_every_round_and_the_others_decrypt_exac
     }
     stop.fire();
 }
+
+/// A fog worker that acknowledges every upload and forwards none (it answers as an honest
+/// fog would once the aggregator stored the upload).
+#[derive(Clone)]
+struct DroppingFog;
+
+#[tonic::async_trait]
+impl pb::fog_worker_server::FogWorker for DroppingFog {
+    async fn submit_upload(
+        &self,
+        request: tonic::Request<pb::SubmitUploadRequest>,
+    ) -> Result<tonic::Response<pb::SubmitUploadResponse>, tonic::Status> {
+        let round = request.into_inner().upload.map_or(0, |u| u.round);
+        Ok(tonic::Response::new(pb::SubmitUploadResponse {
+            round,
+            fog: 0,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fog_that_drops_uploads_is_caught_by_its_clients_and_bypassed() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let expected = simulated_digests();
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    // Fog 0 is the dropping fog, with fog 0's certificate, address and a health service
+    // that says it serves; fog 1 is honest.
+    let fog0: FogFile = read_toml(&out.join("fog-0.toml"));
+    let tls = TlsFiles::read(
+        &out.join("tls/ca.pem"),
+        &out.join("tls/fog-0.pem"),
+        &out.join("tls/fog-0.key"),
+    )
+    .unwrap();
+    let security = Security::MutualTls(tls);
+    let (_health, health_service) = tonic_health::server::health_reporter();
+    let router = security
+        .server()
+        .add_service(health_service)
+        .add_service(pb::fog_worker_server::FogWorkerServer::new(DroppingFog));
+    let address = fog0.listen.parse().unwrap();
+    let dropping = tokio::spawn({
+        let s = stop.signal();
+        async move { security.serve(router, address, s).await }
+    });
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[1], &[1, 2, 3, 4, 5], &stop);
+    let clients = start_clients(&out, &stop);
+    let report = within(300, agg).await.unwrap().unwrap();
+    // Every client counted in every round (through fog 1), so the models are exact.
+    assert_every_round_complete(&report, &expected);
+    let mut fooled = 0;
+    for c in clients {
+        let uploads = within(30, c).await.unwrap().unwrap();
+        for round in 0..ROUNDS {
+            let last = uploads.iter().rev().find(|u| u.round == round).unwrap();
+            assert_eq!(last.fog, 1, "round {round}: {uploads:?}");
+        }
+        fooled += uploads.iter().filter(|u| u.fog == 0).count();
+    }
+    assert!(fooled >= 1, "no client was assigned the dropping fog first");
+    stop.fire();
+    within(30, dropping).await.unwrap().unwrap();
+}
