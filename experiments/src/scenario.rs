@@ -219,7 +219,9 @@ impl Scenario {
             }
             _ => {}
         }
-        if self.silent_holders + self.wrong_share_holders > self.holders - self.threshold {
+        // In u32: two u16 counts can add up past u16::MAX.
+        let faulty = u32::from(self.silent_holders) + u32::from(self.wrong_share_holders);
+        if faulty > u32::from(self.holders - self.threshold) {
             return err(format!(
                 "{} silent and {} lying holders exceed ℓ − t = {}: no round could complete",
                 self.silent_holders,
@@ -279,5 +281,18 @@ mod tests {
         assert!(s.validate().is_ok());
         s.threshold = 6;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn faulty_holder_counts_beyond_u16_are_refused_without_overflow() {
+        let s = Scenario {
+            holders: 60_000,
+            threshold: 1,
+            holder_kind: HolderKind::Dedicated,
+            silent_holders: 40_000,
+            wrong_share_holders: 40_000,
+            ..Scenario::default()
+        };
+        assert!(s.validate().unwrap_err().contains("ℓ − t = 59999"));
     }
 }
