@@ -132,10 +132,12 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
         match role {
             Role::Aggregator => {
                 let report = deploy::run_aggregator(&config, insecure, ctrl_c()).await?;
-                println!("round,accuracy,contributors,wall_s,collect_s,decrypt_s,holders,silent,blamed");
+                println!(
+                    "round,accuracy,contributors,wall_s,collect_s,decrypt_s,holders,silent,blamed,model"
+                );
                 for r in &report.rounds {
                     println!(
-                        "{},{},{},{:.2},{:.2},{:.2},{},{},{}",
+                        "{},{},{},{:.2},{:.2},{:.2},{},{},{},{}",
                         r.round,
                         r.accuracy.map_or("".into(), |a| format!("{a:.4}")),
                         r.contributors.len(),
@@ -144,7 +146,9 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
                         r.decrypt_s,
                         join(&r.holders_used),
                         join(&r.silent),
-                        r.blamed.len()
+                        r.blamed.len(),
+                        // Enough of the SHA-256 digest to tell two runs' models apart.
+                        &r.model_digest[..16.min(r.model_digest.len())]
                     );
                 }
             }
