@@ -89,6 +89,15 @@ pub enum AggregatorError {
         /// `max_contributors` of the round.
         max: u32,
     },
+    /// A fog worker's aggregate does not match the signed uploads it holds for it: it was
+    /// altered (a ciphertext added twice, a contributor listed without an upload, …).
+    #[error("{fog}: audit failed: {reason}")]
+    AuditFailed {
+        /// The fog worker to blame.
+        fog: FogId,
+        /// What did not match.
+        reason: String,
+    },
     /// A share response from a holder that is not registered.
     #[error("key holder {holder}: unknown")]
     UnknownHolder {

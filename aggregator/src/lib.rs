@@ -6,6 +6,7 @@
 //! A sans-IO core: a round is [`Collecting`], then [`Decrypting`], then a [`RoundOutcome`];
 //! each step consumes the previous state, so a step cannot be skipped or repeated.
 
+mod audit;
 mod coordinator;
 mod error;
 #[cfg(feature = "grpc")]
@@ -15,6 +16,7 @@ mod round;
 pub mod store;
 mod strategy;
 
+pub use audit::audit;
 pub use coordinator::{Completed, Coordinator, Event, PhaseKind, Settings};
 pub use error::AggregatorError;
 pub use round::{
