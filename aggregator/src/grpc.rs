@@ -4,6 +4,7 @@
 //! durable [`Store`]. The round logic is the sans-IO [`Coordinator`]; this module moves bytes,
 //! reads clocks and persists.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use spddl_proto::transport::{Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender};
 use tokio::sync::watch;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
 
@@ -52,6 +54,9 @@ pub struct AggregatorSetup {
     pub evaluate: Option<Evaluator>,
     /// How long to keep serving after the last round, so polling peers learn the run is over.
     pub linger: Duration,
+    /// Fraction of fog aggregates audited against the signed uploads behind them
+    /// ([`crate::audit`]); 1 audits every one.
+    pub audit_rate: f64,
 }
 
 impl std::fmt::Debug for AggregatorSetup {
@@ -69,6 +74,9 @@ struct FogState {
     latency_ms: f64,
     /// Uploads waiting at the fog, as it last reported when polling for the round.
     pending: u32,
+    /// Why the fog was caught cheating, if it was: it gets no clients and no aggregate of it
+    /// is accepted for the rest of the run.
+    blamed: Option<String>,
 }
 
 struct Inner {
@@ -88,6 +96,9 @@ struct Node {
     inner: Arc<Mutex<Inner>>,
     pk: PublicKey,
     registry: Arc<Registry>,
+    /// Channels to the fog workers, for audits.
+    fog_stubs: Arc<BTreeMap<FogId, pb::fog_worker_client::FogWorkerClient<Channel>>>,
+    audit_rate: f64,
 }
 
 impl Inner {
@@ -105,7 +116,7 @@ impl Inner {
             .iter()
             .map(|f| FogLoad {
                 fog: f.id,
-                healthy: f.healthy,
+                healthy: f.healthy && f.blamed.is_none(),
                 latency_ms: f.latency_ms,
                 pending: u64::from(f.pending),
             })
@@ -269,6 +280,59 @@ impl Node {
             .lock()
             .map_err(|_| Status::internal("aggregator state poisoned"))
     }
+
+    /// Fetches the signed uploads behind `agg` from its fog and recomputes it. A mismatch
+    /// blames the fog (no more clients, no more aggregates) and refuses the aggregate; a fog
+    /// that cannot be asked makes the call fail as unavailable, so the fog retries.
+    async fn audit(&self, agg: &spddl_proto::FogAggregate) -> Result<(), Status> {
+        let fog = agg.fog;
+        let Some(stub) = self.fog_stubs.get(&fog) else {
+            return Err(Status::permission_denied(format!(
+                "{fog}: unknown fog worker"
+            )));
+        };
+        let reply = stub
+            .clone()
+            .get_uploads(pb::GetUploadsRequest {
+                round: agg.round.0,
+                clients: agg.contributors.iter().map(|(c, _)| c.0).collect(),
+            })
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "{fog}: cannot audit the aggregate: {}",
+                    describe(&e)
+                ))
+            })?
+            .into_inner();
+        let pk = self.pk.clone();
+        let registry = self.registry.clone();
+        let round = agg.round;
+        let agg = agg.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            let uploads = reply
+                .uploads
+                .iter()
+                .map(|w| wire::upload_from_wire(&pk, w))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| AggregatorError::AuditFailed {
+                    fog: agg.fog,
+                    reason: format!("an upload it showed is malformed: {e}"),
+                })?;
+            crate::audit(&pk, &registry, &agg, &uploads)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        if let Err(e) = verdict {
+            warn!(%fog, %round, "{e}; excluded for the rest of the run");
+            let mut inner = self.lock()?;
+            if let Some(f) = inner.fogs.iter_mut().find(|f| f.id == fog) {
+                f.blamed = Some(e.to_string());
+            }
+            return Err(Status::permission_denied(e.to_string()));
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -309,6 +373,22 @@ impl pb::aggregator_server::Aggregator for Node {
             .inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {e}"))?;
         let fog = agg.fog;
         let round = agg.round;
+        let blamed = {
+            let inner = self.lock()?;
+            inner
+                .fogs
+                .iter()
+                .find(|f| f.id == fog)
+                .and_then(|f| f.blamed.clone())
+        };
+        if let Some(reason) = blamed {
+            return Err(Status::permission_denied(format!(
+                "{fog}: excluded for the rest of the run: {reason}"
+            )));
+        }
+        if self.audit_rate > 0.0 && rand::random::<f64>() < self.audit_rate {
+            self.audit(&agg).await?;
+        }
         let bytes = prost::Message::encode_to_vec(&w);
         let registry = self.registry.clone();
         let inner = self.inner.clone();
@@ -462,6 +542,8 @@ pub struct RunReport {
     pub rounds: Vec<RoundRecord>,
     /// The final global model.
     pub global: Vec<f32>,
+    /// Fog workers caught by an audit, with the reason.
+    pub fogs_blamed: Vec<String>,
 }
 
 /// Runs the aggregator until every round is done (then lingers so peers see it) or
@@ -526,6 +608,7 @@ pub async fn serve(
                 healthy: true,
                 latency_ms: 0.0,
                 pending: 0,
+                blamed: None,
             })
             .collect(),
         evaluate: setup.evaluate,
@@ -572,10 +655,24 @@ pub async fn serve(
                 .map_err(|e| e.message().to_string())?;
         }
     }
+    let fog_stubs = setup
+        .fogs
+        .iter()
+        .map(|(id, address)| {
+            let channel = setup.security.channel(address, Duration::from_secs(30))?;
+            Ok((
+                *id,
+                pb::fog_worker_client::FogWorkerClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ))
+        })
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
     let node = Node {
         inner: Arc::new(Mutex::new(inner)),
         pk: setup.pk.clone(),
         registry: registry.clone(),
+        fog_stubs: Arc::new(fog_stubs),
+        audit_rate: setup.audit_rate,
     };
 
     // Deadlines.
@@ -702,5 +799,6 @@ pub async fn serve(
     Ok(RunReport {
         rounds: inner.store.round_log().map_err(|e| e.to_string())?,
         global: inner.coord.global().to_vec(),
+        fogs_blamed: inner.fogs.iter().filter_map(|f| f.blamed.clone()).collect(),
     })
 }

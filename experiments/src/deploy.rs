@@ -109,10 +109,18 @@ pub struct AggregatorFile {
     pub share_timeout_s: f64,
     /// Seconds to keep serving after the last round.
     pub linger_s: f64,
+    /// Fraction of fog aggregates audited against the signed uploads behind them (0–1; 1:
+    /// a cheating fog is always caught, at the cost of fetching every upload once more).
+    #[serde(default = "every_aggregate")]
+    pub audit_rate: f64,
     /// TLS files.
     pub tls: Option<TlsPaths>,
     /// The fog workers.
     pub fogs: Vec<FogEntry>,
+}
+
+fn every_aggregate() -> f64 {
+    1.0
 }
 
 /// A fog worker in the aggregator's config.
@@ -319,6 +327,7 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
         state: dir.join(&f.state),
         evaluate: Some(evaluate),
         linger: Duration::from_secs_f64(f.linger_s),
+        audit_rate: f.audit_rate,
     })
 }
 
@@ -600,6 +609,7 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
             collect_timeout_s: opts.collect_timeout_s,
             share_timeout_s: opts.share_timeout_s,
             linger_s: 3.0,
+            audit_rate: every_aggregate(),
             tls: tls_paths("aggregator"),
             fogs: fogs.clone(),
         },

@@ -7,7 +7,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -17,7 +19,7 @@ use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey};
 use spddl_experiments::deploy::{self, ClientFile, FogFile};
 use spddl_proto::transport::{Security, TlsFiles};
 use spddl_proto::wire::{self, pb};
-use spddl_proto::{ClientId, RoundConfig, RoundId, Upload};
+use spddl_proto::{ClientId, FogId, RoundConfig, RoundId, Upload};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -560,6 +562,13 @@ impl pb::fog_worker_server::FogWorker for DroppingFog {
             fog: 0,
         }))
     }
+
+    async fn get_uploads(
+        &self,
+        _: tonic::Request<pb::GetUploadsRequest>,
+    ) -> Result<tonic::Response<pb::GetUploadsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::GetUploadsResponse::default()))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -607,4 +616,169 @@ async fn a_fog_that_drops_uploads_is_caught_by_its_clients_and_bypassed() {
     assert!(fooled >= 1, "no client was assigned the dropping fog first");
     stop.fire();
     within(30, dropping).await.unwrap().unwrap();
+}
+
+/// How [`CheatingFog`] alters the aggregates it forwards.
+#[derive(Debug, Clone, Copy)]
+enum FogCheat {
+    /// The first ciphertext of each upload added twice.
+    AddTwice,
+    /// Another registered client listed as a contributor, without its upload.
+    ExtraContributor,
+}
+
+/// A fog worker that forwards each upload at once as an altered, correctly signed aggregate,
+/// shows the real uploads when audited, and tells its clients what the aggregator said.
+#[derive(Clone)]
+struct CheatingFog {
+    cheat: FogCheat,
+    pk: PublicKey,
+    key: Arc<SigningKey>,
+    aggregator: pb::aggregator_client::AggregatorClient<Channel>,
+    uploads: Arc<Mutex<BTreeMap<(u64, u32), Upload>>>,
+}
+
+#[tonic::async_trait]
+impl pb::fog_worker_server::FogWorker for CheatingFog {
+    async fn submit_upload(
+        &self,
+        request: tonic::Request<pb::SubmitUploadRequest>,
+    ) -> Result<tonic::Response<pb::SubmitUploadResponse>, tonic::Status> {
+        let w = request.into_inner().upload.unwrap();
+        let up = wire::upload_from_wire(&self.pk, &w).unwrap();
+        self.uploads
+            .lock()
+            .unwrap()
+            .insert((up.round.0, up.client.0), up.clone());
+        let mut contributors = vec![(up.client, up.weight)];
+        let mut cts = up.ciphertexts.clone();
+        match self.cheat {
+            FogCheat::AddTwice => cts[0] = self.pk.add(&cts[0], &up.ciphertexts[0]),
+            FogCheat::ExtraContributor => {
+                let other = ClientId((up.client.0 + 1) % CLIENTS as u32);
+                contributors.push((other, 1));
+                contributors.sort();
+            }
+        }
+        let transcript = spddl_proto::FogAggregate::transcript_for(
+            &self.pk,
+            up.round,
+            FogId(0),
+            &contributors,
+            &cts,
+        );
+        let agg = spddl_proto::FogAggregate {
+            round: up.round,
+            fog: FogId(0),
+            contributors,
+            ciphertexts: cts,
+            signature: self.key.sign(&transcript),
+        };
+        let reply = self
+            .aggregator
+            .clone()
+            .submit_aggregate(pb::SubmitAggregateRequest {
+                aggregate: Some(wire::aggregate_to_wire(&self.pk, &agg)),
+            })
+            .await;
+        match reply {
+            Ok(_) => Ok(tonic::Response::new(pb::SubmitUploadResponse {
+                round: up.round.0,
+                fog: 0,
+            })),
+            Err(s) => Err(tonic::Status::aborted(format!(
+                "aggregator refused fog 0's aggregate: {}",
+                s.message()
+            ))),
+        }
+    }
+
+    async fn get_uploads(
+        &self,
+        request: tonic::Request<pb::GetUploadsRequest>,
+    ) -> Result<tonic::Response<pb::GetUploadsResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let uploads = self.uploads.lock().unwrap();
+        Ok(tonic::Response::new(pb::GetUploadsResponse {
+            uploads: r
+                .clients
+                .iter()
+                .filter_map(|c| uploads.get(&(r.round, *c)))
+                .map(|u| wire::upload_to_wire(&self.pk, u))
+                .collect(),
+        }))
+    }
+}
+
+/// A deployment whose fog 0 cheats as `cheat`: the aggregator's audit must catch it on its
+/// first aggregate and exclude it, and every round must still count every client (through
+/// fog 1) and equal the simulation.
+async fn a_cheating_fog_is_caught_by_the_audit(cheat: FogCheat, reason: &str) {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let expected = simulated_digests();
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    let fog0: FogFile = read_toml(&out.join("fog-0.toml"));
+    let tls = TlsFiles::read(
+        &out.join("tls/ca.pem"),
+        &out.join("tls/fog-0.pem"),
+        &out.join("tls/fog-0.key"),
+    )
+    .unwrap();
+    let security = Security::MutualTls(tls);
+    let pk = PublicKey::from_json(&std::fs::read_to_string(out.join("keys/public.json")).unwrap())
+        .unwrap();
+    let fog = CheatingFog {
+        cheat,
+        pk,
+        key: Arc::new(deploy::read_identity(&out.join(&fog0.identity)).unwrap()),
+        aggregator: pb::aggregator_client::AggregatorClient::new(
+            security
+                .channel(&fog0.aggregator, Duration::from_secs(30))
+                .unwrap(),
+        ),
+        uploads: Arc::default(),
+    };
+    let (_health, health_service) = tonic_health::server::health_reporter();
+    let router = security
+        .server()
+        .add_service(health_service)
+        .add_service(pb::fog_worker_server::FogWorkerServer::new(fog));
+    let address = fog0.listen.parse().unwrap();
+    let cheating = tokio::spawn({
+        let s = stop.signal();
+        async move { security.serve(router, address, s).await }
+    });
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[1], &[1, 2, 3, 4, 5], &stop);
+    let clients = start_clients(&out, &stop);
+    let report = within(300, agg).await.unwrap().unwrap();
+    assert_every_round_complete(&report, &expected);
+    assert_eq!(report.fogs_blamed.len(), 1, "{:?}", report.fogs_blamed);
+    let blame = &report.fogs_blamed[0];
+    assert!(
+        blame.starts_with("fog 0: audit failed") && blame.contains(reason),
+        "{blame}"
+    );
+    for c in clients {
+        let uploads = within(30, c).await.unwrap().unwrap();
+        for round in 0..ROUNDS {
+            let last = uploads.iter().rev().find(|u| u.round == round).unwrap();
+            assert_eq!(last.fog, 1, "round {round}: {uploads:?}");
+        }
+    }
+    stop.fire();
+    within(30, cheating).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fog_that_adds_a_ciphertext_twice_is_caught_by_the_audit() {
+    a_cheating_fog_is_caught_by_the_audit(FogCheat::AddTwice, "not the product").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fog_that_lists_a_client_without_its_upload_is_caught_by_the_audit() {
+    a_cheating_fog_is_caught_by_the_audit(FogCheat::ExtraContributor, "1 signed uploads for 2")
+        .await;
 }

@@ -53,6 +53,8 @@ struct Current {
     round: FogRound,
     /// Accepted uploads not yet in a stored aggregate, with the calls waiting on them.
     pending: Vec<(Upload, Waiter)>,
+    /// Every upload accepted in the round, for the aggregator's audits.
+    accepted: std::collections::BTreeMap<spddl_proto::ClientId, Upload>,
 }
 
 #[derive(Clone)]
@@ -118,6 +120,7 @@ impl pb::fog_worker_server::FogWorker for Node {
                 return Err(refuse(&e));
             }
             let (tx, rx) = oneshot::channel();
+            current.accepted.insert(up.client, up.clone());
             current.pending.push((up, tx));
             Ok(rx)
         })
@@ -133,6 +136,27 @@ impl pb::fog_worker_server::FogWorker for Node {
                 "{fog}: the aggregate holding {client}'s upload was not stored; upload again"
             ))),
         }
+    }
+
+    async fn get_uploads(
+        &self,
+        request: Request<pb::GetUploadsRequest>,
+    ) -> Result<Response<pb::GetUploadsResponse>, Status> {
+        let request = request.into_inner();
+        let guard = self
+            .current
+            .lock()
+            .map_err(|_| Status::internal("fog state poisoned"))?;
+        let uploads = match guard.as_ref() {
+            Some(c) if c.round.round().0 == request.round => request
+                .clients
+                .iter()
+                .filter_map(|id| c.accepted.get(&spddl_proto::ClientId(*id)))
+                .map(|u| wire::upload_to_wire(&self.pk, u))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Response::new(pb::GetUploadsResponse { uploads }))
     }
 }
 
@@ -227,6 +251,7 @@ fn adopt_round(node: &Node, cfg: &pb::RoundConfig, expected_len: usize) {
             config.max_weight,
         ),
         pending: Vec::new(),
+        accepted: Default::default(),
     });
     info!(%fog, %round, "collecting uploads");
 }
@@ -315,7 +340,7 @@ async fn forward(
                 Err(e) => {
                     warn!(%fog, "aggregator refused the aggregate: {}", describe(&e));
                     for (_, w) in batch.drain(..) {
-                        let _ = w.send(Err(Status::failed_precondition(format!(
+                        let _ = w.send(Err(Status::aborted(format!(
                             "aggregator refused {fog}'s aggregate: {}",
                             e.message()
                         ))));
