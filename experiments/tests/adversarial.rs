@@ -97,14 +97,23 @@ impl Attacker {
     }
 
     /// Sends `upload` to fog 0 and returns how it was refused (it must be).
+    /// Waits out "no round open yet, retry" (the fog follows the aggregator every 100 ms),
+    /// as a client does.
     async fn refused(&mut self, upload: pb::Upload) -> tonic::Status {
-        let reply = self
-            .fog
-            .submit_upload(pb::SubmitUploadRequest {
-                upload: Some(upload),
-            })
-            .await;
-        reply.expect_err("the fog accepted an attacker's upload")
+        for _ in 0..500 {
+            let reply = self
+                .fog
+                .submit_upload(pb::SubmitUploadRequest {
+                    upload: Some(upload.clone()),
+                })
+                .await;
+            let status = reply.expect_err("the fog accepted an attacker's upload");
+            if status.code() != Code::Unavailable {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("fog 0 never opened the round");
     }
 }
 
@@ -314,10 +323,15 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
     let valid = prost::Message::encode_to_vec(&pb::SubmitUploadRequest {
         upload: Some(base.clone()),
     });
-    let calls: [(&str, &'static str, Channel); 6] = [
+    let calls: [(&str, &'static str, Channel); 7] = [
         (
             "fog",
             "/spddl.v1.FogWorker/SubmitUpload",
+            a.fog_channel.clone(),
+        ),
+        (
+            "fog",
+            "/spddl.v1.FogWorker/GetUploads",
             a.fog_channel.clone(),
         ),
         (
