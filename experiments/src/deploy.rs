@@ -331,6 +331,22 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
     })
 }
 
+/// A base port on 127.0.0.1 with `count` consecutive ports free from it (for deployments in
+/// tests and benchmarks; another process may still take one before it is bound).
+pub fn free_loopback_ports(count: u16) -> Result<u16> {
+    for _ in 0..200 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if base < u16::MAX - count
+            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return Ok(base);
+        }
+    }
+    bail!("no {count} consecutive free ports on 127.0.0.1")
+}
+
 /// A fog worker's setup from its config file.
 pub fn fog_setup(config: &Path, insecure: bool) -> Result<FogSetup> {
     let f: FogFile = read_toml(config)?;

@@ -45,21 +45,6 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).with_context(|| format!("{}: not a valid config", path.display()))
 }
 
-/// Three consecutive free loopback ports (aggregator, fog 0, one spare).
-fn free_ports() -> Result<u16> {
-    for _ in 0..200 {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        if base < u16::MAX - 3
-            && (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return Ok(base);
-        }
-    }
-    bail!("no three consecutive free ports on 127.0.0.1")
-}
-
 /// Runs an aggregator and one fog worker in this process under `dir` (written by
 /// `deploy init` with `clients` clients and the given key), then has every client upload to
 /// the fog at once.
@@ -82,7 +67,8 @@ pub async fn fog_load(
         scenario,
         out: out.clone(),
         host: "127.0.0.1".into(),
-        base_port: free_ports()?,
+        // The aggregator, fog 0 and a spare.
+        base_port: deploy::free_loopback_ports(3)?,
         key: Some(key),
         collect_timeout_s: 600.0,
         share_timeout_s: 30.0,

@@ -23,8 +23,8 @@ use spddl_proto::{ClientId, FogId, RoundConfig, RoundId, Upload};
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// A channel to `address` presenting `name`'s certificate from `out/tls`.
-fn channel_as(out: &Path, name: &str, address: &str) -> Channel {
+/// `name`'s mutual-TLS identity from `out/tls`.
+fn security_of(out: &Path, name: &str) -> Security {
     let tls = TlsFiles::read(
         &out.join("tls/ca.pem"),
         &out.join(format!("tls/{name}.pem")),
@@ -32,8 +32,36 @@ fn channel_as(out: &Path, name: &str, address: &str) -> Channel {
     )
     .unwrap();
     Security::MutualTls(tls)
+}
+
+/// A channel to `address` presenting `name`'s certificate from `out/tls`.
+fn channel_as(out: &Path, name: &str, address: &str) -> Channel {
+    security_of(out, name)
         .channel(address, Duration::from_secs(10))
         .unwrap()
+}
+
+fn public_key(out: &Path) -> PublicKey {
+    PublicKey::from_json(&std::fs::read_to_string(out.join("keys/public.json")).unwrap()).unwrap()
+}
+
+/// Serves `fog` in fog 0's place — its address, its certificate, and a health service that
+/// says it serves, so the aggregator assigns clients to it — until `stop` fires.
+fn serve_as_fog0<T: pb::fog_worker_server::FogWorker>(
+    out: &Path,
+    fog: T,
+    stop: &Stop,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    let fog0: FogFile = read_toml(&out.join("fog-0.toml"));
+    let security = security_of(out, "fog-0");
+    let (_health, health_service) = tonic_health::server::health_reporter();
+    let router = security
+        .server()
+        .add_service(health_service)
+        .add_service(pb::fog_worker_server::FogWorkerServer::new(fog));
+    let address = fog0.listen.parse().unwrap();
+    let s = stop.signal();
+    tokio::spawn(async move { security.serve(router, address, s).await })
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> T {
@@ -54,9 +82,7 @@ impl Attacker {
     fn new(out: &Path) -> Self {
         let client: ClientFile = read_toml(&out.join("client-0.toml"));
         let fog: FogFile = read_toml(&out.join("fog-0.toml"));
-        let pk =
-            PublicKey::from_json(&std::fs::read_to_string(out.join("keys/public.json")).unwrap())
-                .unwrap();
+        let pk = public_key(out);
         let key = deploy::read_identity(&out.join(&client.identity)).unwrap();
         let fog_channel = channel_as(out, "client-0", &fog.listen);
         let aggregator_channel = channel_as(out, "client-0", &client.aggregator);
@@ -593,26 +619,8 @@ async fn a_fog_that_drops_uploads_is_caught_by_its_clients_and_bypassed() {
     let expected = simulated_digests();
     let stop = Stop::new();
     let agg = aggregator(&out, &stop);
-    // Fog 0 is the dropping fog, with fog 0's certificate, address and a health service
-    // that says it serves; fog 1 is honest.
-    let fog0: FogFile = read_toml(&out.join("fog-0.toml"));
-    let tls = TlsFiles::read(
-        &out.join("tls/ca.pem"),
-        &out.join("tls/fog-0.pem"),
-        &out.join("tls/fog-0.key"),
-    )
-    .unwrap();
-    let security = Security::MutualTls(tls);
-    let (_health, health_service) = tonic_health::server::health_reporter();
-    let router = security
-        .server()
-        .add_service(health_service)
-        .add_service(pb::fog_worker_server::FogWorkerServer::new(DroppingFog));
-    let address = fog0.listen.parse().unwrap();
-    let dropping = tokio::spawn({
-        let s = stop.signal();
-        async move { security.serve(router, address, s).await }
-    });
+    // Fog 0 is the dropping fog; fog 1 is honest.
+    let dropping = serve_as_fog0(&out, DroppingFog, &stop);
     let (_fogs, _holders) = start_fogs_and_holders(&out, &[1], &[1, 2, 3, 4, 5], &stop);
     let clients = start_clients(&out, &stop);
     let report = within(300, agg).await.unwrap().unwrap();
@@ -735,36 +743,18 @@ async fn a_cheating_fog_is_caught_by_the_audit(cheat: FogCheat, reason: &str) {
     let stop = Stop::new();
     let agg = aggregator(&out, &stop);
     let fog0: FogFile = read_toml(&out.join("fog-0.toml"));
-    let tls = TlsFiles::read(
-        &out.join("tls/ca.pem"),
-        &out.join("tls/fog-0.pem"),
-        &out.join("tls/fog-0.key"),
-    )
-    .unwrap();
-    let security = Security::MutualTls(tls);
-    let pk = PublicKey::from_json(&std::fs::read_to_string(out.join("keys/public.json")).unwrap())
-        .unwrap();
     let fog = CheatingFog {
         cheat,
-        pk,
+        pk: public_key(&out),
         key: Arc::new(deploy::read_identity(&out.join(&fog0.identity)).unwrap()),
-        aggregator: pb::aggregator_client::AggregatorClient::new(
-            security
-                .channel(&fog0.aggregator, Duration::from_secs(30))
-                .unwrap(),
-        ),
+        aggregator: pb::aggregator_client::AggregatorClient::new(channel_as(
+            &out,
+            "fog-0",
+            &fog0.aggregator,
+        )),
         uploads: Arc::default(),
     };
-    let (_health, health_service) = tonic_health::server::health_reporter();
-    let router = security
-        .server()
-        .add_service(health_service)
-        .add_service(pb::fog_worker_server::FogWorkerServer::new(fog));
-    let address = fog0.listen.parse().unwrap();
-    let cheating = tokio::spawn({
-        let s = stop.signal();
-        async move { security.serve(router, address, s).await }
-    });
+    let cheating = serve_as_fog0(&out, fog, &stop);
     let (_fogs, _holders) = start_fogs_and_holders(&out, &[1], &[1, 2, 3, 4, 5], &stop);
     let clients = start_clients(&out, &stop);
     let report = within(300, agg).await.unwrap().unwrap();

@@ -4,7 +4,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,30 +48,14 @@ pub(crate) fn keys() -> (PublicKey, Vec<KeyShare>) {
     test_key(2048, 3, 5, 4)
 }
 
-/// A base port with the next `n` ports free.
-pub(crate) fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base < u16::MAX - n
-            && (0..=n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no free ports");
-}
-
 pub(crate) fn init(dir: &Path, share_timeout_s: f64) -> PathBuf {
     let out = dir.join("deployment");
     deploy::init(InitOptions {
         scenario: scenario(),
         out: out.clone(),
         host: "127.0.0.1".into(),
-        base_port: free_ports(3),
+        // The aggregator, two fogs and a spare.
+        base_port: deploy::free_loopback_ports(4).unwrap(),
         key: Some(keys()),
         collect_timeout_s: 60.0,
         share_timeout_s,
