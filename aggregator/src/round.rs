@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use spddl_crypto::identity::SigningKey;
-use spddl_crypto::paillier::{self, Ciphertext, PublicKey, ShareIndex, VerifiedShare};
+use spddl_crypto::paillier::{self, PublicKey, ShareIndex, VerifiedShare};
 use spddl_proto::{
     ClientId, DecryptionRequest, FogAggregate, FogId, Registry, RoundConfig, RoundId, Sender,
     ShareResponse,
@@ -158,20 +158,7 @@ impl Collecting {
             });
         }
         let total_weight: u64 = contributors.iter().map(|(_, w)| w).sum();
-        let vectors: Vec<Vec<Ciphertext>> =
-            self.aggregates.into_iter().map(|a| a.ciphertexts).collect();
-        let sum = self.pk.sum_vectors(&vectors)?;
-        let round = self.config.round;
-        let count = u32::try_from(contributors.len()).unwrap_or(u32::MAX);
-        let signature = key.sign(&DecryptionRequest::transcript_for(
-            &self.pk, round, count, &sum,
-        ));
-        let request = DecryptionRequest {
-            round,
-            contributors: count,
-            ciphertexts: sum,
-            signature,
-        };
+        let request = DecryptionRequest::sign(&self.pk, self.config.round, self.aggregates, key)?;
         let context = request.context(&self.pk);
         Ok(Decrypting {
             pk: self.pk,
@@ -267,7 +254,7 @@ impl Decrypting {
         }
         match resp
             .share
-            .verify(&self.pk, &self.request.ciphertexts, &self.context)
+            .verify(&self.pk, self.request.ciphertexts(), &self.context)
         {
             Ok(v) => {
                 self.silent.retain(|h| *h != holder); // a late answer still counts

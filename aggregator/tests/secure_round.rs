@@ -167,7 +167,7 @@ impl World {
         let share = self.shares[usize::from(h.get()) - 1]
             .decrypt(
                 &self.pk,
-                &d.request().ciphertexts,
+                d.request().ciphertexts(),
                 &d.request().context(&self.pk),
                 &mut self.rng,
             )

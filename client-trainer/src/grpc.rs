@@ -15,7 +15,7 @@ use spddl_crypto::identity::{SigningKey, VerifyingKey};
 use spddl_crypto::paillier::{KeyShare, PublicKey};
 use spddl_proto::transport::{Backoff, Security, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
-use spddl_proto::{RoundConfig, Upload, answer_request};
+use spddl_proto::{Registry, RoundConfig, Upload, answer_request};
 use tonic::transport::Channel;
 use tracing::{error, info, warn};
 
@@ -278,9 +278,10 @@ pub struct HolderSetup {
     pub identity: SigningKey,
     /// The aggregator's `host:port`.
     pub aggregator: String,
-    /// The aggregator's identity (signs decryption requests).
-    pub aggregator_key: VerifyingKey,
-    /// The holder's own policy: never decrypt a sum of fewer updates.
+    /// Who is who: the aggregator's key (it signs decryption requests), the fog workers'
+    /// (they sign the aggregates a request carries) and the registered clients.
+    pub registry: Registry,
+    /// The holder's own policy: never decrypt a sum of fewer distinct updates.
     pub min_contributors: u32,
     /// TLS or plaintext.
     pub security: Security,
@@ -311,6 +312,9 @@ pub async fn run_holder(
     let mut answered = 0;
     let mut backoff = Backoff::default();
     let mut last_error = String::new();
+    // The aggregator offers a request until it is answered or times out: a refusal is
+    // logged once, not on every poll.
+    let mut last_refusal = String::new();
     tokio::pin!(shutdown);
     loop {
         let poll = tokio::select! {
@@ -340,9 +344,15 @@ pub async fn run_holder(
                     info!(%holder, answered, "the run is over");
                     return Ok(answered);
                 }
-                if let Some(w) = r.request {
-                    let request =
-                        wire::request_from_wire(&setup.pk, &w).map_err(|e| e.to_string())?;
+                let request = r.request.map(|w| wire::request_from_wire(&setup.pk, &w));
+                if let Some(Err(e)) = &request {
+                    let msg = e.to_string();
+                    if msg != last_refusal {
+                        warn!(%holder, "refused a malformed decryption request from the aggregator: {msg}");
+                        last_refusal = msg;
+                    }
+                }
+                if let Some(Ok(request)) = request {
                     let round = request.round;
                     let s = setup.clone();
                     let t = Instant::now();
@@ -351,7 +361,7 @@ pub async fn run_holder(
                             &s.pk,
                             &s.share,
                             &s.identity,
-                            &s.aggregator_key,
+                            &s.registry,
                             s.min_contributors,
                             &request,
                             &mut rand::rng(),
@@ -375,7 +385,13 @@ pub async fn run_holder(
                                 }
                             }
                         }
-                        Err(e) => warn!(%holder, %round, "refused to decrypt: {e}"),
+                        Err(e) => {
+                            let msg = e.to_string();
+                            if msg != last_refusal {
+                                warn!(%holder, %round, "refused to decrypt: {msg}");
+                                last_refusal = msg;
+                            }
+                        }
                     }
                 }
                 Duration::from_millis(200)

@@ -434,9 +434,13 @@ pub fn holder_setup(config: &Path, insecure: bool) -> Result<HolderSetup> {
         share,
         identity,
         aggregator: f.aggregator,
-        aggregator_key: registry
-            .aggregator
-            .context("registry has no aggregator key")?,
+        registry: {
+            registry
+                .aggregator
+                .as_ref()
+                .context("registry has no aggregator key")?;
+            registry
+        },
         min_contributors: f.min_contributors,
         security: security(&dir, f.tls.as_ref(), insecure)?,
     })

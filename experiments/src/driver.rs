@@ -389,7 +389,7 @@ fn secure_round(
                     pk,
                     &p.shares[i],
                     &p.holder_keys[i],
-                    &p.aggregator_key.verifying_key(),
+                    &registry,
                     s.min_contributors,
                     &request,
                     &mut rng,

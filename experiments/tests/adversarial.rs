@@ -509,7 +509,7 @@ async fn a_cheating_key_holder_is_blamed_every_round_and_the_others_decrypt_exac
             let mut rng = rand::rng();
             let mut share = match cheat {
                 Cheat::OtherCiphertexts => {
-                    let mut other = request.ciphertexts.clone();
+                    let mut other = request.ciphertexts().to_vec();
                     other[0] = pk.add(&other[0], &other[0]);
                     setup
                         .share
@@ -518,7 +518,7 @@ async fn a_cheating_key_holder_is_blamed_every_round_and_the_others_decrypt_exac
                 }
                 _ => setup
                     .share
-                    .decrypt(&pk, &request.ciphertexts, &context, &mut rng)
+                    .decrypt(&pk, request.ciphertexts(), &context, &mut rng)
                     .unwrap(),
             };
             match cheat {

@@ -244,7 +244,7 @@ impl FogRound {
         let contributors: Vec<(ClientId, u64)> =
             std::mem::take(&mut self.batch).into_iter().collect();
         let sum = std::mem::take(&mut self.sum);
-        Some(sign_aggregate(
+        Some(FogAggregate::sign(
             &self.pk,
             key,
             self.round,
@@ -274,23 +274,12 @@ pub fn aggregate_checked(
     let mut contributors: Vec<(ClientId, u64)> =
         uploads.iter().map(|u| (u.client, u.weight)).collect();
     contributors.sort();
-    Some(sign_aggregate(pk, key, first.round, fog, contributors, sum))
-}
-
-fn sign_aggregate(
-    pk: &PublicKey,
-    key: &SigningKey,
-    round: RoundId,
-    fog: FogId,
-    contributors: Vec<(ClientId, u64)>,
-    ciphertexts: Vec<Ciphertext>,
-) -> FogAggregate {
-    let transcript = FogAggregate::transcript_for(pk, round, fog, &contributors, &ciphertexts);
-    FogAggregate {
-        round,
+    Some(FogAggregate::sign(
+        pk,
+        key,
+        first.round,
         fog,
         contributors,
-        ciphertexts,
-        signature: key.sign(&transcript),
-    }
+        sum,
+    ))
 }

@@ -85,13 +85,13 @@ fn wire_seeds(pk: &PublicKey) {
             wire::aggregate_to_wire(pk, &aggregate).encode_to_vec(),
         );
 
-        let transcript = DecryptionRequest::transcript_for(pk, RoundId(3), 36, &cts);
-        let request = DecryptionRequest {
-            round: RoundId(3),
-            contributors: 36,
-            ciphertexts: cts,
-            signature: key(3).sign(&transcript),
-        };
+        let mut second = aggregate.clone();
+        second.fog = FogId(3);
+        second.contributors = vec![(ClientId(2), 5)];
+        second.signature = key(4).sign(&second.transcript(pk));
+        let request =
+            DecryptionRequest::sign(pk, RoundId(3), vec![aggregate, second], &key(3))
+                .expect("aggregates of one length");
         write(
             "wire_request",
             name,
@@ -234,6 +234,7 @@ fn config_seeds(pk: &PublicKey) {
         collect_timeout_s: 30.0,
         share_timeout_s: 10.0,
         linger_s: 2.0,
+        audit_rate: 1.0,
         tls: Some(tls("aggregator")),
         fogs: vec![
             FogEntry {

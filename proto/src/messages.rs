@@ -201,6 +201,32 @@ pub struct FogAggregate {
 }
 
 impl FogAggregate {
+    /// An aggregate of `contributors` whose encrypted sum is `ciphertexts`, signed by the fog
+    /// worker's `key`.
+    pub fn sign(
+        pk: &PublicKey,
+        key: &SigningKey,
+        round: RoundId,
+        fog: FogId,
+        contributors: Vec<(ClientId, u64)>,
+        ciphertexts: Vec<Ciphertext>,
+    ) -> Self {
+        let signature = key.sign(&Self::transcript_for(
+            pk,
+            round,
+            fog,
+            &contributors,
+            &ciphertexts,
+        ));
+        FogAggregate {
+            round,
+            fog,
+            contributors,
+            ciphertexts,
+            signature,
+        }
+    }
+
     /// The bytes the fog worker signs.
     pub fn transcript_for(
         pk: &PublicKey,
@@ -235,41 +261,105 @@ impl FogAggregate {
     }
 }
 
-/// The aggregator's request to the key holders: decrypt this sum.
+/// The aggregator's request to the key holders: decrypt the product of these fog aggregates.
+///
+/// The request carries the fog-signed aggregates themselves, not a sum and a declared count:
+/// each holder checks every fog's signature, counts the distinct contributors and recomputes
+/// the sum `C = Π_f C_f` itself ([`crate::holder::check_request`]), so an aggregator cannot
+/// get a sum of fewer than `min_contributors` updates decrypted by declaring a larger count.
+/// The sum is computed when the request is built or parsed and cannot be set apart from the
+/// aggregates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecryptionRequest {
     /// The round.
     pub round: RoundId,
-    /// How many client updates the sum holds (never fewer than the round's minimum).
-    pub contributors: u32,
-    /// The encrypted sum `C` of all fog aggregates.
-    pub ciphertexts: Vec<Ciphertext>,
-    /// The aggregator's signature.
+    aggregates: Vec<FogAggregate>,
+    sum: Vec<Ciphertext>,
+    /// The aggregator's signature over [`DecryptionRequest::transcript`].
     pub signature: Signature,
 }
 
 impl DecryptionRequest {
-    /// The bytes the aggregator signs.
+    /// A request for the product of `aggregates`, signed by the aggregator's `key`.
+    pub fn sign(
+        pk: &PublicKey,
+        round: RoundId,
+        aggregates: Vec<FogAggregate>,
+        key: &SigningKey,
+    ) -> Result<Self, spddl_crypto::Error> {
+        let signature = key.sign(&Self::transcript_for(pk, round, &aggregates));
+        Self::from_parts(pk, round, aggregates, signature)
+    }
+
+    /// A request from its parts (as received): multiplies the aggregates into the sum.
+    /// Fails when there is no aggregate or their lengths differ; signatures are not checked
+    /// here.
+    pub fn from_parts(
+        pk: &PublicKey,
+        round: RoundId,
+        aggregates: Vec<FogAggregate>,
+        signature: Signature,
+    ) -> Result<Self, spddl_crypto::Error> {
+        if aggregates.is_empty() {
+            return Err(spddl_crypto::Error::Mismatch(
+                "a decryption request needs at least one fog aggregate".into(),
+            ));
+        }
+        let vectors: Vec<Vec<Ciphertext>> =
+            aggregates.iter().map(|a| a.ciphertexts.clone()).collect();
+        let sum = pk.sum_vectors(&vectors)?;
+        Ok(DecryptionRequest {
+            round,
+            aggregates,
+            sum,
+            signature,
+        })
+    }
+
+    /// The fog aggregates whose product is to be decrypted.
+    pub fn aggregates(&self) -> &[FogAggregate] {
+        &self.aggregates
+    }
+
+    /// The encrypted sum `C`: the element-wise product of the aggregates.
+    pub fn ciphertexts(&self) -> &[Ciphertext] {
+        &self.sum
+    }
+
+    /// How many contributors the aggregates list, counting a repeated client each time.
+    pub fn listed_contributors(&self) -> usize {
+        self.aggregates.iter().map(|a| a.contributors.len()).sum()
+    }
+
+    /// The bytes the aggregator signs: the round and every aggregate (its fog, contributors
+    /// and ciphertexts digest, in order).
     pub fn transcript_for(
         pk: &PublicKey,
         round: RoundId,
-        contributors: u32,
-        ciphertexts: &[Ciphertext],
+        aggregates: &[FogAggregate],
     ) -> Transcript {
         let mut t = header("decryption-request", round, Sender::Aggregator);
-        t.append_u64("contributors", contributors.into())
-            .append_bytes("ciphertexts", &ciphertexts_digest(pk, ciphertexts));
+        t.append_u64("aggregates", aggregates.len() as u64);
+        for a in aggregates {
+            t.append_u64("aggregate-round", a.round.0)
+                .append_u64("fog", a.fog.0.into())
+                .append_u64("contributors", a.contributors.len() as u64);
+            for (c, w) in &a.contributors {
+                t.append_u64("client", c.0.into()).append_u64("weight", *w);
+            }
+            t.append_bytes("ciphertexts", &ciphertexts_digest(pk, &a.ciphertexts));
+        }
         t
     }
 
     /// The transcript of this request.
     pub fn transcript(&self, pk: &PublicKey) -> Transcript {
-        Self::transcript_for(pk, self.round, self.contributors, &self.ciphertexts)
+        Self::transcript_for(pk, self.round, &self.aggregates)
     }
 
     /// The context the holders bind into their proofs for this request.
     pub fn context(&self, pk: &PublicKey) -> Vec<u8> {
-        decryption_context(self.round, &ciphertexts_digest(pk, &self.ciphertexts))
+        decryption_context(self.round, &ciphertexts_digest(pk, &self.sum))
     }
 }
 

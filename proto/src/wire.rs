@@ -303,24 +303,42 @@ pub fn aggregate_from_wire(
 pub fn request_to_wire(pk: &PublicKey, r: &DecryptionRequest) -> pb::DecryptionRequest {
     pb::DecryptionRequest {
         round: r.round.0,
-        contributors: r.contributors,
-        ciphertexts: r.ciphertexts.iter().map(|c| c.to_bytes(pk)).collect(),
+        aggregates: r
+            .aggregates()
+            .iter()
+            .map(|a| aggregate_to_wire(pk, a))
+            .collect(),
         signature: r.signature.to_bytes().to_vec(),
     }
 }
 
-/// Parses a decryption request.
+/// Parses a decryption request: every aggregate as [`aggregate_from_wire`] parses one, at
+/// least one, all of the same length; the sum is recomputed from them.
 pub fn request_from_wire(
     pk: &PublicKey,
     w: &pb::DecryptionRequest,
 ) -> Result<DecryptionRequest, WireError> {
     const M: &str = "DecryptionRequest";
-    Ok(DecryptionRequest {
-        round: RoundId(w.round),
-        contributors: w.contributors,
-        ciphertexts: ciphertexts(pk, M, "ciphertexts", &w.ciphertexts)?,
-        signature: signature(M, &w.signature)?,
-    })
+    if w.aggregates.len() > MAX_CONTRIBUTORS {
+        return Err(WireError::TooMany {
+            message: M,
+            field: "aggregates",
+            got: w.aggregates.len(),
+            max: MAX_CONTRIBUTORS,
+        });
+    }
+    let aggregates = w
+        .aggregates
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            aggregate_from_wire(pk, a)
+                .map_err(|e| WireError::invalid(M, "aggregates", format!("item {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let signature = signature(M, &w.signature)?;
+    DecryptionRequest::from_parts(pk, RoundId(w.round), aggregates, signature)
+        .map_err(|e| WireError::invalid(M, "aggregates", e))
 }
 
 /// A share response for the wire.
