@@ -1,7 +1,8 @@
 //! Attacks on a running deployment (real sockets, mutual TLS): an attacker holding a
 //! registered participant's certificate sends forged, replayed, malformed and hostile messages
 //! to every RPC. Each must be refused with a reason, the servers must keep serving, and the
-//! honest parties' rounds must still end with the simulation's models.
+//! honest parties' rounds must still end with the simulation's models. The other way round,
+//! a lying aggregator in front of a real key holder must not get a small sum decrypted.
 
 #![allow(clippy::unwrap_used)]
 
@@ -785,4 +786,210 @@ async fn a_fog_that_adds_a_ciphertext_twice_is_caught_by_the_audit() {
 async fn a_fog_that_lists_a_client_without_its_upload_is_caught_by_the_audit() {
     a_cheating_fog_is_caught_by_the_audit(FogCheat::ExtraContributor, "1 signed uploads for 2")
         .await;
+}
+
+/// The aggregator's place taken by a liar with the aggregator's identity and certificate, in
+/// front of a real key holder: it offers one request after another, each (but the last)
+/// built to get a sum of fewer than `min_contributors` (3) distinct updates decrypted.
+#[derive(Clone)]
+struct LyingAggregator {
+    requests: Arc<Vec<pb::DecryptionRequest>>,
+    state: Arc<Mutex<LyingState>>,
+}
+
+#[derive(Default)]
+struct LyingState {
+    /// The request on offer.
+    current: usize,
+    /// Polls it was offered to.
+    offered: usize,
+    /// Rounds a share came in for.
+    answered: Vec<u64>,
+    /// The shares, as sent.
+    shares: Vec<pb::ShareResponse>,
+}
+
+#[tonic::async_trait]
+impl pb::key_holders_server::KeyHolders for LyingAggregator {
+    async fn get_decryption_request(
+        &self,
+        _: tonic::Request<pb::GetDecryptionRequestRequest>,
+    ) -> Result<tonic::Response<pb::GetDecryptionRequestResponse>, tonic::Status> {
+        let mut s = self.state.lock().unwrap();
+        let last = self.requests.len() - 1;
+        if s.current == last && !s.answered.is_empty() {
+            return Ok(tonic::Response::new(pb::GetDecryptionRequestResponse {
+                request: None,
+                finished: true,
+            }));
+        }
+        // Each lie is offered on four polls (the holder polls every 200 ms), as an
+        // aggregator re-offers a request until the share timeout.
+        if s.offered == 4 && s.current < last {
+            s.current += 1;
+            s.offered = 0;
+        }
+        s.offered += 1;
+        Ok(tonic::Response::new(pb::GetDecryptionRequestResponse {
+            request: Some(self.requests[s.current].clone()),
+            finished: false,
+        }))
+    }
+
+    async fn submit_share(
+        &self,
+        request: tonic::Request<pb::SubmitShareRequest>,
+    ) -> Result<tonic::Response<pb::SubmitShareResponse>, tonic::Status> {
+        let share = request.into_inner().share.unwrap();
+        let mut s = self.state.lock().unwrap();
+        s.answered.push(share.round);
+        s.shares.push(share);
+        Ok(tonic::Response::new(pb::SubmitShareResponse {}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lying_aggregator_cannot_get_a_small_sum_decrypted_by_a_key_holder() {
+    use spddl_proto::DecryptionRequest;
+    use tracing::instrument::WithSubscriber;
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let pk = public_key(&out);
+    let agg_file: deploy::AggregatorFile = read_toml(&out.join("aggregator.toml"));
+    let agg_key = deploy::read_identity(&out.join(&agg_file.identity)).unwrap();
+    let fog_key = |f: u32| {
+        let file: FogFile = read_toml(&out.join(format!("fog-{f}.toml")));
+        deploy::read_identity(&out.join(&file.identity)).unwrap()
+    };
+    let (fog0, fog1) = (fog_key(0), fog_key(1));
+    // Genuine aggregates, as fog 0 and fog 1 sign them: client k encrypted (k + 1, 2k + 1).
+    let aggregate = |round: u64, fog: u32, key: &SigningKey, clients: &[u32]| {
+        let mut rng = rand::rng();
+        let mut sum: Vec<Ciphertext> = (0..2)
+            .map(|_| pk.encrypt(&Plaintext::from_u64(&pk, 0).unwrap(), &mut rng))
+            .collect();
+        for &k in clients {
+            for (j, m) in [u64::from(k) + 1, 2 * u64::from(k) + 1].iter().enumerate() {
+                let c = pk.encrypt(&Plaintext::from_u64(&pk, *m).unwrap(), &mut rng);
+                sum[j] = pk.add(&sum[j], &c);
+            }
+        }
+        spddl_proto::FogAggregate::sign(
+            &pk,
+            key,
+            RoundId(round),
+            FogId(fog),
+            clients.iter().map(|&k| (ClientId(k), 1)).collect(),
+            sum,
+        )
+    };
+    let request = |round: u64, aggregates: Vec<spddl_proto::FogAggregate>| {
+        let r = DecryptionRequest::sign(&pk, RoundId(round), aggregates, &agg_key).unwrap();
+        wire::request_to_wire(&pk, &r)
+    };
+    let mut inflated = aggregate(2, 0, &fog0, &[0, 1]);
+    inflated.contributors.push((ClientId(2), 1));
+    let mut uneven = request(5, vec![aggregate(5, 0, &fog0, &[0, 1])]);
+    let mut short = wire::aggregate_to_wire(&pk, &aggregate(5, 1, &fog1, &[2, 3]));
+    short.ciphertexts.pop();
+    uneven.aggregates.push(short);
+    let honest = [
+        aggregate(6, 0, &fog0, &[0, 1]),
+        aggregate(6, 1, &fog1, &[2, 3]),
+    ];
+    let lies = [
+        // Fog 0's genuine aggregate of 2 updates alone.
+        (
+            request(0, vec![aggregate(0, 0, &fog0, &[0, 1])]),
+            "decryption request for round 0 covers 2 updates, fewer than 3: refused",
+        ),
+        // The same aggregate twice: 4 listed, 2 distinct.
+        (
+            request(1, {
+                let a = aggregate(1, 0, &fog0, &[0, 1]);
+                vec![a.clone(), a]
+            }),
+            "decryption request for round 1: client 0 is listed twice (again by fog 0)",
+        ),
+        // Fog 0's list with a third client added (the ciphertexts hold two updates).
+        (
+            request(2, vec![inflated]),
+            "decryption request for round 2: aggregate 0 is not signed by fog 0",
+        ),
+        // A made-up "fog 1" aggregate, signed with the aggregator's own key.
+        (
+            request(
+                3,
+                vec![
+                    aggregate(3, 0, &fog0, &[0, 1]),
+                    aggregate(3, 1, &agg_key, &[2]),
+                ],
+            ),
+            "decryption request for round 3: aggregate 1 is not signed by fog 1",
+        ),
+        // Fog 1's genuine aggregate of round 3 replayed into round 4.
+        (
+            request(
+                4,
+                vec![
+                    aggregate(4, 0, &fog0, &[0, 1]),
+                    aggregate(3, 1, &fog1, &[2]),
+                ],
+            ),
+            "decryption request for round 4: aggregate 1 from fog 1 is for round 3: refused",
+        ),
+        // Aggregates of different lengths: not a request at all.
+        (
+            uneven,
+            "refused a malformed decryption request from the aggregator",
+        ),
+    ];
+    let mut requests: Vec<pb::DecryptionRequest> = lies.iter().map(|(r, _)| r.clone()).collect();
+    requests.push(request(6, honest.to_vec()));
+    let liar = LyingAggregator {
+        requests: Arc::new(requests),
+        state: Arc::default(),
+    };
+    let stop = Stop::new();
+    let security = security_of(&out, "aggregator");
+    let router = security.server().add_service(
+        pb::key_holders_server::KeyHoldersServer::new(liar.clone())
+            .max_decoding_message_size(wire::MAX_MESSAGE_BYTES),
+    );
+    let listen = agg_file.listen.parse().unwrap();
+    let signal = stop.signal();
+    let server = tokio::spawn(async move { security.serve(router, listen, signal).await });
+
+    let log = Log::default();
+    let cfg = out.join("holder-1.toml");
+    let holder = tokio::spawn(
+        async move { deploy::run_holder(&cfg, false, Stop::new().signal()).await }
+            .with_subscriber(log.subscriber()),
+    );
+    let answered = within(120, holder).await.unwrap().unwrap();
+    stop.fire();
+    server.await.unwrap().unwrap();
+
+    // Only the honest request got a share, and that share decrypts the honest sum.
+    let state = liar.state.lock().unwrap();
+    assert_eq!(answered, 1);
+    assert_eq!(state.answered, vec![6], "shares were given for a lie");
+    let text = log.text();
+    for (_, reason) in &lies {
+        assert!(
+            text.contains(reason),
+            "the holder did not refuse with {reason:?}:\n{text}"
+        );
+    }
+    let honest_request =
+        DecryptionRequest::sign(&pk, RoundId(6), honest.to_vec(), &agg_key).unwrap();
+    let share = wire::share_from_wire(&pk, &state.shares[0]).unwrap();
+    share
+        .share
+        .verify(
+            &pk,
+            honest_request.ciphertexts(),
+            &honest_request.context(&pk),
+        )
+        .expect("the honest request's share verifies against the honest sum");
 }

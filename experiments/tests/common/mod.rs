@@ -33,6 +33,36 @@ pub(crate) fn scenario() -> Scenario {
     }
 }
 
+/// Captured log output: a global subscriber's writer (a test binary with one test) or one
+/// task's ([`Log::subscriber`] with `tracing::instrument::WithSubscriber`).
+#[derive(Clone, Default)]
+pub(crate) struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// A subscriber writing SPDDL's lines at `info` and above into this log.
+    pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+}
+
 /// Logs of every role to the test's output (shown for a failing test; `RUST_LOG` filters).
 pub(crate) fn logs() {
     let _ = tracing_subscriber::fmt()
