@@ -6,8 +6,11 @@
 //! Collection closes when every selected client is counted, or at the collection deadline if
 //! at least `min_contributors` are (otherwise the deadline moves on). Holders asked for a
 //! share that do not answer within the share timeout are marked silent and others are asked
-//! (DESIGN §6: up to `ℓ − t` may drop); if too few valid shares remain possible, the round
-//! is restarted from collection.
+//! (DESIGN §6: up to `ℓ − t` may drop); if every holder was asked and fewer than `t` valid
+//! shares came in, the same sum is asked for again. After `round_attempts` failed attempts
+//! at one round (fewer than `t` holders answering, say) the run stops in `Failed` with the
+//! reason rather than retrying for ever: the caller exits with it, and the stored round
+//! resumes once the missing holders are back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +33,8 @@ pub struct Settings {
     pub collect_timeout_ms: u64,
     /// How long an asked key holder may take before it is counted silent.
     pub share_timeout_ms: u64,
+    /// Attempts at one round before the run stops (at least 1).
+    pub round_attempts: u32,
 }
 
 /// Where the coordinator is.
@@ -43,6 +48,8 @@ pub enum PhaseKind {
     Decrypting,
     /// Every round is done.
     Finished,
+    /// A round failed `round_attempts` times: the run stopped.
+    Failed,
 }
 
 #[derive(Debug)]
@@ -55,6 +62,7 @@ enum Phase {
         answered: BTreeSet<ShareIndex>,
     },
     Finished,
+    Failed(String),
 }
 
 /// What happened, for the caller to log and persist.
@@ -90,11 +98,31 @@ pub enum Event {
         /// The holder.
         holder: ShareIndex,
     },
-    /// The round could not complete and goes back to collection from scratch.
+    /// Fewer than `t` valid shares came in from every holder that could be asked: the same
+    /// sum goes to the holders again (valid shares kept, refused holders not asked again).
+    Retrying {
+        /// The round.
+        round: RoundId,
+        /// The attempt starting now (2 for the first retry).
+        attempt: u32,
+        /// Why the previous attempt failed.
+        reason: String,
+    },
+    /// The sum could not be decrypted as it is; the round goes back to collection.
     Restarted {
         /// The round.
         round: RoundId,
         /// Why.
+        reason: String,
+    },
+    /// The round failed its last allowed attempt: the run stops here. Nothing of the round
+    /// is discarded, so a restarted aggregator resumes it.
+    Failed {
+        /// The round.
+        round: RoundId,
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last attempt failed.
         reason: String,
     },
     /// The round completed; the global model moved on.
@@ -126,6 +154,8 @@ pub struct Coordinator {
     config_signature: Signature,
     assignment: Assignment,
     deadline_ms: u64,
+    /// Failed attempts at the current round.
+    attempts: u32,
     phase: Phase,
 }
 
@@ -176,6 +206,7 @@ impl Coordinator {
             config_signature,
             assignment: Assignment::new(),
             deadline_ms: 0,
+            attempts: 0,
             phase,
         })
     }
@@ -221,6 +252,7 @@ impl Coordinator {
             Phase::Collecting(_) => PhaseKind::Collecting,
             Phase::Decrypting { .. } => PhaseKind::Decrypting,
             Phase::Finished => PhaseKind::Finished,
+            Phase::Failed(_) => PhaseKind::Failed,
         }
     }
 
@@ -358,12 +390,7 @@ impl Coordinator {
                             };
                             self.ask(now_ms, events);
                         }
-                        Err(e) => {
-                            events.push(Event::Restarted {
-                                round,
-                                reason: e.to_string(),
-                            });
-                        }
+                        Err(e) => self.restart(e.to_string(), events),
                     }
                 }
             }
@@ -397,17 +424,29 @@ impl Coordinator {
                 } = &self.phase
                     && asked_at.keys().all(|h| answered.contains(h))
                 {
-                    // Everyone asked has answered or timed out, nobody left to ask.
-                    let Phase::Decrypting { decrypting, .. } =
+                    // Everyone asked has answered or timed out, nobody left to ask: another
+                    // attempt at the same sum (silent holders may be back; no client uploads
+                    // again, and no second sum of the round is ever decrypted), or the end.
+                    let Phase::Decrypting { mut decrypting, .. } =
                         std::mem::replace(&mut self.phase, Phase::Idle)
                     else {
                         return;
                     };
-                    let reason = match decrypting.finish() {
-                        Err(e) => e.to_string(),
-                        Ok(_) => "unexpected".into(),
-                    };
-                    events.push(Event::Restarted { round, reason });
+                    let reason = decrypting.shortfall().to_string();
+                    if !self.fail_attempt(&reason, events) {
+                        decrypting.retry();
+                        events.push(Event::Retrying {
+                            round,
+                            attempt: self.attempts + 1,
+                            reason,
+                        });
+                        self.phase = Phase::Decrypting {
+                            decrypting,
+                            asked_at: BTreeMap::new(),
+                            answered: BTreeSet::new(),
+                        };
+                        self.ask(now_ms, events);
+                    }
                 }
             }
             other => self.phase = other,
@@ -440,6 +479,7 @@ impl Coordinator {
             Ok(outcome) => {
                 self.strategy.apply(&mut self.global, &outcome.mean_update);
                 self.round = RoundId(round.0 + 1);
+                self.attempts = 0;
                 self.config = Self::config_for(&self.settings, self.round, &self.global);
                 self.config_signature = self.key.sign(&self.config.transcript());
                 self.assignment.clear();
@@ -456,10 +496,42 @@ impl Coordinator {
                     next,
                 })));
             }
-            Err(e) => events.push(Event::Restarted {
-                round,
-                reason: e.to_string(),
-            }),
+            Err(e) => self.restart(e.to_string(), events),
+        }
+    }
+
+    /// Counts a failed attempt at the current round; after the last allowed one the run
+    /// stops (`Failed`, with the event) and this returns `true`.
+    fn fail_attempt(&mut self, reason: &str, events: &mut Vec<Event>) -> bool {
+        self.attempts += 1;
+        if self.attempts < self.settings.round_attempts.max(1) {
+            return false;
+        }
+        self.phase = Phase::Failed(reason.to_string());
+        events.push(Event::Failed {
+            round: self.round,
+            attempts: self.attempts,
+            reason: reason.to_string(),
+        });
+        true
+    }
+
+    /// A failed attempt whose sum cannot be decrypted as it is (the phase is `Idle` already):
+    /// restart the round from collection, or stop the run after the last allowed attempt.
+    fn restart(&mut self, reason: String, events: &mut Vec<Event>) {
+        if !self.fail_attempt(&reason, events) {
+            events.push(Event::Restarted {
+                round: self.round,
+                reason,
+            });
+        }
+    }
+
+    /// Why the run stopped, once it is `Failed`.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Failed(reason) => Some(reason),
+            _ => None,
         }
     }
 }

@@ -120,8 +120,10 @@ pub enum AggregatorError {
     },
     /// Every holder has been asked and fewer than `t` valid shares came back.
     #[error(
-        "only {valid} valid decryption shares of threshold {threshold}; silent: {silent:?}, \
-         blamed: {blamed:?}"
+        "only {valid} valid decryption shares, {threshold} needed; silent key holders: {}; \
+         blamed: {}",
+        holder_list(.silent),
+        holder_list(.blamed)
     )]
     NotEnoughShares {
         /// Valid shares.
@@ -136,4 +138,16 @@ pub enum AggregatorError {
     /// A cryptographic or encoding failure while combining or decoding.
     #[error("combining the shares failed: {0}")]
     Crypto(#[from] spddl_crypto::Error),
+}
+
+/// `3, 4, 5`, or `none`.
+fn holder_list(holders: &[ShareIndex]) -> String {
+    if holders.is_empty() {
+        return "none".into();
+    }
+    holders
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

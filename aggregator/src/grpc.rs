@@ -88,6 +88,8 @@ struct Inner {
     opened_at: Instant,
     closed_at: Option<Instant>,
     done: watch::Sender<bool>,
+    /// Why the run stopped, if a round failed its last attempt.
+    failure: Option<String>,
 }
 
 /// The shared state behind the three services.
@@ -167,6 +169,13 @@ impl Inner {
                 Event::Silent { round, holder } => {
                     warn!(%round, %holder, "key holder did not answer in time: counted silent");
                 }
+                Event::Retrying {
+                    round,
+                    attempt,
+                    reason,
+                } => {
+                    warn!(%round, attempt, %reason, "too few decryption shares: the same sum goes to the key holders again");
+                }
                 Event::Restarted { round, reason } => {
                     warn!(%round, %reason, "round restarted from collection");
                     match self.store.discard_round(round) {
@@ -178,6 +187,19 @@ impl Inner {
                     if let Err(e) = self.open_round(registry) {
                         error!(%e, "reopening the round");
                     }
+                }
+                Event::Failed {
+                    round,
+                    attempts,
+                    reason,
+                } => {
+                    let msg = format!(
+                        "round {} failed {attempts} attempt(s), the run stops: {reason}; its stored updates are kept, and an aggregator restarted once enough key holders run resumes it",
+                        round.0
+                    );
+                    error!(%round, "{msg}");
+                    self.failure = Some(msg);
+                    let _ = self.done.send(true);
                 }
                 Event::Completed(c) => {
                     let outcome = &c.outcome;
@@ -258,6 +280,7 @@ fn phase(kind: PhaseKind) -> i32 {
         PhaseKind::Idle | PhaseKind::Collecting => pb::RoundPhase::Collecting,
         PhaseKind::Decrypting => pb::RoundPhase::Decrypting,
         PhaseKind::Finished => pb::RoundPhase::Finished,
+        PhaseKind::Failed => pb::RoundPhase::Failed,
     }) as i32
 }
 
@@ -493,6 +516,7 @@ impl pb::key_holders_server::KeyHolders for Node {
                 .request_for(holder)
                 .map(|r| wire::request_to_wire(&self.pk, r)),
             finished: inner.coord.phase_kind() == PhaseKind::Finished,
+            failed: inner.coord.phase_kind() == PhaseKind::Failed,
         }))
     }
 
@@ -616,6 +640,7 @@ pub async fn serve(
         opened_at: Instant::now(),
         closed_at: None,
         done: done_tx,
+        failure: None,
     };
     if inner.coord.phase_kind() == PhaseKind::Finished {
         info!(%round, "every round is already done");
@@ -796,6 +821,9 @@ pub async fn serve(
     drop(guard);
     result?;
     let inner = node.lock().map_err(|e| e.message().to_string())?;
+    if let Some(failure) = &inner.failure {
+        return Err(format!("aggregator: {failure}"));
+    }
     Ok(RunReport {
         rounds: inner.store.round_log().map_err(|e| e.to_string())?,
         global: inner.coord.global().to_vec(),

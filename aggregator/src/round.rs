@@ -272,6 +272,29 @@ impl Decrypting {
         }
     }
 
+    /// Why the shares in hand do not reach `t`, as [`Decrypting::finish`] would say.
+    pub fn shortfall(&self) -> AggregatorError {
+        AggregatorError::NotEnoughShares {
+            valid: self.valid.len(),
+            threshold: self.pk.threshold(),
+            silent: self.silent.clone(),
+            blamed: self.blamed.iter().filter_map(blamed_holder).collect(),
+        }
+    }
+
+    /// Starts another attempt at the same request: holders that were silent may be asked
+    /// again; valid shares are kept, and holders whose shares were refused are not asked
+    /// again.
+    pub fn retry(&mut self) {
+        self.silent.clear();
+        self.asked = self
+            .valid
+            .iter()
+            .map(|v| v.holder())
+            .chain(self.blamed.iter().filter_map(blamed_holder))
+            .collect();
+    }
+
     /// Whether `t` valid shares are in.
     pub fn is_ready(&self) -> bool {
         self.valid.len() >= usize::from(self.pk.threshold())
@@ -280,14 +303,8 @@ impl Decrypting {
     /// Combines `t` valid shares, decodes the weighted sum and divides by the total weight:
     /// the mean update `Σ w_k·Δ_k / Σ w_k`.
     pub fn finish(self) -> Result<RoundOutcome, AggregatorError> {
-        let blamed: Vec<ShareIndex> = self.blamed.iter().filter_map(blamed_holder).collect();
         if !self.is_ready() {
-            return Err(AggregatorError::NotEnoughShares {
-                valid: self.valid.len(),
-                threshold: self.pk.threshold(),
-                silent: self.silent,
-                blamed,
-            });
+            return Err(self.shortfall());
         }
         let plaintexts = paillier::combine(&self.pk, &self.valid)?;
         let values: Vec<_> = plaintexts.into_iter().map(|p| p.into_value()).collect();

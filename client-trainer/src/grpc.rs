@@ -121,6 +121,9 @@ pub async fn run_client(
                     info!(%id, uploads = records.len(), "the run is over");
                     return Ok(records);
                 }
+                if r.phase == pb::RoundPhase::Failed as i32 {
+                    return Err(stopped_by_aggregator(&id, r.config.as_ref()));
+                }
                 if r.phase == pb::RoundPhase::Collecting as i32
                     && !r.counted
                     && !r.fogs.is_empty()
@@ -268,6 +271,17 @@ async fn upload_through(
     Ok(None)
 }
 
+/// The error a peer stops with when the aggregator reports the run failed.
+fn stopped_by_aggregator(who: &dyn std::fmt::Display, config: Option<&pb::RoundConfig>) -> String {
+    match config {
+        Some(c) => format!(
+            "{who}: the aggregator stopped the run: round {} could not complete (its log says why)",
+            c.round
+        ),
+        None => format!("{who}: the aggregator stopped the run (its log says why)"),
+    }
+}
+
 /// Everything a key-holder process needs.
 pub struct HolderSetup {
     /// The threshold public key.
@@ -343,6 +357,11 @@ pub async fn run_holder(
                 if r.finished {
                     info!(%holder, answered, "the run is over");
                     return Ok(answered);
+                }
+                if r.failed {
+                    return Err(format!(
+                        "key holder {holder}: the aggregator stopped the run: a round could not complete (its log says why)"
+                    ));
                 }
                 let request = r.request.map(|w| wire::request_from_wire(&setup.pk, &w));
                 if let Some(Err(e)) = &request {

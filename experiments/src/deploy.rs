@@ -113,6 +113,10 @@ pub struct AggregatorFile {
     /// a cheating fog is always caught, at the cost of fetching every upload once more).
     #[serde(default = "every_aggregate")]
     pub audit_rate: f64,
+    /// Attempts at one round before the run stops with an error (a round is attempted again
+    /// when fewer than `t` valid decryption shares come in).
+    #[serde(default = "three_attempts")]
+    pub round_attempts: u32,
     /// TLS files.
     pub tls: Option<TlsPaths>,
     /// The fog workers.
@@ -121,6 +125,10 @@ pub struct AggregatorFile {
 
 fn every_aggregate() -> f64 {
     1.0
+}
+
+fn three_attempts() -> u32 {
+    3
 }
 
 /// A fog worker in the aggregator's config.
@@ -314,6 +322,7 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
             template,
             collect_timeout_ms: (f.collect_timeout_s * 1e3) as u64,
             share_timeout_ms: (f.share_timeout_s * 1e3) as u64,
+            round_attempts: f.round_attempts,
         },
         strategy: strategy(&s),
         initial_model: global,
@@ -630,6 +639,7 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
             share_timeout_s: opts.share_timeout_s,
             linger_s: 3.0,
             audit_rate: every_aggregate(),
+            round_attempts: three_attempts(),
             tls: tls_paths("aggregator"),
             fogs: fogs.clone(),
         },

@@ -821,6 +821,7 @@ impl pb::key_holders_server::KeyHolders for LyingAggregator {
             return Ok(tonic::Response::new(pb::GetDecryptionRequestResponse {
                 request: None,
                 finished: true,
+                ..Default::default()
             }));
         }
         // Each lie is offered on four polls (the holder polls every 200 ms), as an
@@ -832,7 +833,7 @@ impl pb::key_holders_server::KeyHolders for LyingAggregator {
         s.offered += 1;
         Ok(tonic::Response::new(pb::GetDecryptionRequestResponse {
             request: Some(self.requests[s.current].clone()),
-            finished: false,
+            ..Default::default()
         }))
     }
 

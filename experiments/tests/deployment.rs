@@ -105,6 +105,65 @@ async fn rounds_complete_with_l_minus_t_key_holders_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_t_minus_one_key_holders_the_run_stops_cleanly_and_resumes_once_they_return() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 1.0);
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    // Only holders 1 and 2 of a 3-of-5 key: no round can be decrypted.
+    let (fogs, holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2], &stop);
+    let clients = start_clients(&out, &stop);
+    // The aggregator gives up after its 3 attempts (aggregator.toml `round_attempts`) with
+    // one line saying what and why, instead of retrying for ever.
+    let failure = within(120, agg).await.unwrap().unwrap_err().to_string();
+    for words in [
+        "round 0 failed 3 attempt(s), the run stops",
+        "only 2 valid decryption shares, 3 needed; silent key holders: 3, 4, 5",
+        "its stored updates are kept",
+    ] {
+        assert!(failure.contains(words), "{words:?} not in {failure:?}");
+    }
+    assert_eq!(failure.lines().count(), 1, "{failure}");
+    // Every peer learns it while the aggregator lingers and stops with an error, not a hang.
+    for c in clients {
+        let e = within(30, c).await.unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains("the aggregator stopped the run: round 0 could not complete"),
+            "{e}"
+        );
+    }
+    for (f, task) in fogs {
+        let e = within(30, task).await.unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("fog {f}: the aggregator stopped the run: round 0")),
+            "{e}"
+        );
+    }
+    for h in holders {
+        let e = within(30, h).await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("the aggregator stopped the run"), "{e}");
+    }
+    stop.fire();
+
+    // Nothing accepted is lost: with every holder back, a restarted aggregator resumes round
+    // 0 from the updates stored in its last attempt (no client uploads round 0 again) and the
+    // run ends with the simulation's models.
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2, 3, 4, 5], &stop);
+    let clients = start_clients(&out, &stop);
+    let report = within(300, agg).await.unwrap().unwrap();
+    assert_every_round_complete(&report, &simulated_digests());
+    for c in clients {
+        let uploads = within(30, c).await.unwrap().unwrap();
+        let rounds: Vec<u64> = uploads.iter().map(|u| u.round).collect();
+        assert!(!rounds.contains(&0), "round 0 uploaded again: {rounds:?}");
+    }
+    stop.fire();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_fog_and_key_holder_rejoin_without_operator_action() {
     logs();
     let dir = tempfile::tempdir().unwrap();

@@ -161,11 +161,12 @@ impl pb::fog_worker_server::FogWorker for Node {
 }
 
 /// Follows the aggregator's rounds: a new round gets a fresh [`FogRound`] accepting every
-/// registered client (any of them may fail over to this fog).
+/// registered client (any of them may fail over to this fog). Ends when the run is over, with
+/// an error when the aggregator stopped it on a failed round.
 async fn follow_rounds(
     node: Node,
     mut aggregator: pb::aggregator_client::AggregatorClient<tonic::transport::Channel>,
-) {
+) -> Result<(), String> {
     let fog = node.fog;
     let mut backoff = Backoff::default();
     let mut reported = false;
@@ -186,7 +187,15 @@ async fn follow_rounds(
                 let r = r.into_inner();
                 if r.phase == pb::RoundPhase::Finished as i32 {
                     info!(%fog, "the run is over");
-                    return;
+                    return Ok(());
+                }
+                if r.phase == pb::RoundPhase::Failed as i32 {
+                    let round = r
+                        .config
+                        .map_or(String::new(), |c| format!("round {} ", c.round));
+                    return Err(format!(
+                        "{fog}: the aggregator stopped the run: {round}could not complete (its log says why)"
+                    ));
                 }
                 if let Some(cfg) = r.config {
                     adopt_round(&node, &cfg, r.ciphertexts_per_upload as usize);
@@ -385,10 +394,14 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut follower = follower;
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let stop = async move {
         tokio::select! {
             _ = shutdown => {}
-            _ = &mut follower => { tokio::time::sleep(Duration::from_secs(2)).await; }
+            ended = &mut follower => {
+                let _ = ended_tx.send(ended);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
     };
     let router = setup
@@ -402,5 +415,9 @@ pub async fn serve(
         .await
         .map_err(|e| format!("{fog} {e}"));
     drop(guard);
-    result
+    result?;
+    match ended_rx.await {
+        Ok(Ok(Err(failure))) => Err(failure),
+        _ => Ok(()),
+    }
 }

@@ -235,6 +235,7 @@ fn config_seeds(pk: &PublicKey) {
         share_timeout_s: 10.0,
         linger_s: 2.0,
         audit_rate: 1.0,
+        round_attempts: 3,
         tls: Some(tls("aggregator")),
         fogs: vec![
             FogEntry {
