@@ -314,6 +314,55 @@ fn t_minus_one_honest_holders_fail_cleanly() {
 }
 
 #[test]
+fn a_retry_keeps_valid_shares_and_never_asks_a_blamed_holder_again() {
+    let mut w = world(3, 5, 4, 2);
+    let updates = w.updates();
+    let present = [0, 1, 2, 3];
+    let aggs = w.collect(&updates, &present);
+    let mut collecting = w.collecting();
+    for a in aggs {
+        collecting.receive(a).unwrap();
+    }
+    let mut dec = collecting.close(&w.aggregator).unwrap();
+    let ids = |v: &[ShareIndex]| v.iter().map(|h| h.get()).collect::<Vec<_>>();
+    // First attempt: 1 valid, 2 cheats, 3 silent, then 4 and 5 silent.
+    let asked = dec.holders_to_ask();
+    assert_eq!(ids(&asked), [1, 2, 3]);
+    let r = w.respond(&dec, asked[0]);
+    dec.receive(&r).unwrap();
+    let mut bad = w.respond(&dec, asked[1]);
+    bad.share.proof.z += 1u32;
+    bad.signature = w.holders[1].sign(&ShareResponse::transcript_for(ROUND, &bad.share));
+    dec.receive(&bad).unwrap_err();
+    dec.mark_silent(asked[2]);
+    let next = dec.holders_to_ask();
+    assert_eq!(ids(&next), [4, 5]);
+    for h in next {
+        dec.mark_silent(h);
+    }
+    assert!(dec.holders_to_ask().is_empty());
+    assert_eq!(
+        dec.shortfall().to_string(),
+        "only 1 valid decryption shares, 3 needed; silent key holders: 3, 4, 5; blamed: 2"
+    );
+    // Second attempt at the same sum: holder 1's share still counts, holder 2 is never asked
+    // again, so the two lowest silent holders are.
+    dec.retry();
+    let again = dec.holders_to_ask();
+    assert_eq!(ids(&again), [3, 4]);
+    for h in again {
+        let r = w.respond(&dec, h);
+        dec.receive(&r).unwrap();
+    }
+    assert!(dec.is_ready());
+    let bound = mean_error_bound(&w, &updates, &present);
+    let out = dec.finish().unwrap();
+    assert_eq!(ids(&out.holders_used), [1, 3, 4]);
+    assert_eq!(out.blamed.len(), 1);
+    assert_close(&out.mean_update, &weighted_mean(&updates, &present), bound);
+}
+
+#[test]
 fn forged_or_misassigned_fog_aggregates_are_refused() {
     let mut w = world(2, 3, 4, 1);
     let updates = w.updates();
