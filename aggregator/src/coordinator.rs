@@ -108,13 +108,6 @@ pub enum Event {
         /// Why the previous attempt failed.
         reason: String,
     },
-    /// The sum could not be decrypted as it is; the round goes back to collection.
-    Restarted {
-        /// The round.
-        round: RoundId,
-        /// Why.
-        reason: String,
-    },
     /// The round failed its last allowed attempt: the run stops here. Nothing of the round
     /// is discarded, so a restarted aggregator resumes it.
     Failed {
@@ -304,6 +297,16 @@ impl Coordinator {
         Ok(self.tick(now_ms))
     }
 
+    /// Closes collection now with the aggregates in (at least `min_contributors`): a
+    /// restarted aggregator whose store says the round's collection had closed asks for the
+    /// same sum as before, not one with later arrivals.
+    pub fn close_collection_now(&mut self, now_ms: u64) -> Vec<Event> {
+        if matches!(self.phase, Phase::Collecting(_)) {
+            self.deadline_ms = now_ms;
+        }
+        self.tick(now_ms)
+    }
+
     /// The decryption request `holder` should answer now, if it was asked and has not.
     pub fn request_for(&self, holder: ShareIndex) -> Option<&DecryptionRequest> {
         match &self.phase {
@@ -390,7 +393,7 @@ impl Coordinator {
                             };
                             self.ask(now_ms, events);
                         }
-                        Err(e) => self.restart(e.to_string(), events),
+                        Err(e) => self.fail(e.to_string(), events),
                     }
                 }
             }
@@ -496,7 +499,7 @@ impl Coordinator {
                     next,
                 })));
             }
-            Err(e) => self.restart(e.to_string(), events),
+            Err(e) => self.fail(e.to_string(), events),
         }
     }
 
@@ -516,15 +519,17 @@ impl Coordinator {
         true
     }
 
-    /// A failed attempt whose sum cannot be decrypted as it is (the phase is `Idle` already):
-    /// restart the round from collection, or stop the run after the last allowed attempt.
-    fn restart(&mut self, reason: String, events: &mut Vec<Event>) {
-        if !self.fail_attempt(&reason, events) {
-            events.push(Event::Restarted {
-                round: self.round,
-                reason,
-            });
-        }
+    /// The round's sum cannot be closed or decoded as it is (more updates than the packing
+    /// holds, a decoding overflow): collecting the same updates again would not change that,
+    /// so the run stops at once with the reason.
+    fn fail(&mut self, reason: String, events: &mut Vec<Event>) {
+        self.attempts += 1;
+        self.phase = Phase::Failed(reason.clone());
+        events.push(Event::Failed {
+            round: self.round,
+            attempts: self.attempts,
+            reason,
+        });
     }
 
     /// Why the run stopped, once it is `Failed`.

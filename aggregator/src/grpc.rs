@@ -157,6 +157,9 @@ impl Inner {
                     contributors,
                 } => {
                     self.closed_at = Some(Instant::now());
+                    if let Err(e) = self.store.close_collection(round) {
+                        error!(%e, "recording the closed collection");
+                    }
                     info!(%round, contributors, "collection closed, sum sent to the key holders");
                 }
                 Event::Waiting { round, have, min } => {
@@ -176,25 +179,13 @@ impl Inner {
                 } => {
                     warn!(%round, attempt, %reason, "too few decryption shares: the same sum goes to the key holders again");
                 }
-                Event::Restarted { round, reason } => {
-                    warn!(%round, %reason, "round restarted from collection");
-                    match self.store.discard_round(round) {
-                        Ok(n) => {
-                            warn!(%round, discarded_aggregates = n, "stored aggregates of the failed attempt discarded; clients upload again")
-                        }
-                        Err(e) => error!(%e, "discarding the failed round"),
-                    }
-                    if let Err(e) = self.open_round(registry) {
-                        error!(%e, "reopening the round");
-                    }
-                }
                 Event::Failed {
                     round,
                     attempts,
                     reason,
                 } => {
                     let msg = format!(
-                        "round {} failed {attempts} attempt(s), the run stops: {reason}; its stored updates are kept, and an aggregator restarted once enough key holders run resumes it",
+                        "round {} failed {attempts} attempt(s), the run stops: {reason}; its stored updates are kept, and restarting the aggregator resumes the round",
                         round.0
                     );
                     error!(%round, "{msg}");
@@ -671,6 +662,14 @@ pub async fn serve(
                     },
                     Err(e) => error!(%round, "a stored aggregate does not parse: {e}"),
                 }
+            }
+            if inner
+                .store
+                .collection_closed(round)
+                .map_err(|e| e.to_string())?
+            {
+                // The holders may have answered this sum already and refuse any other.
+                events.extend(inner.coord.close_collection_now(now));
             }
             inner.handle(events, &registry);
         } else {

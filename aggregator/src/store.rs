@@ -21,6 +21,7 @@ const MODELS: TableDefinition<u64, &[u8]> = TableDefinition::new("models");
 const ROUND_LOG: TableDefinition<u64, &str> = TableDefinition::new("round_log");
 const OPEN_ROUNDS: TableDefinition<u64, &str> = TableDefinition::new("open_rounds");
 const AGGREGATES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("aggregates");
+const CLOSED: TableDefinition<u64, ()> = TableDefinition::new("closed_collections");
 
 /// A storage failure, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,7 @@ impl Store {
             tx.open_table(ROUND_LOG)?;
             tx.open_table(OPEN_ROUNDS)?;
             tx.open_table(AGGREGATES)?;
+            tx.open_table(CLOSED)?;
             Ok(())
         })?;
         Ok(store)
@@ -194,20 +196,19 @@ impl Store {
         })
     }
 
-    /// Drops a round's aggregates and assignment (the round restarts from scratch).
-    pub fn discard_round(&self, round: RoundId) -> Result<usize, StoreError> {
+    /// Records that collection of `round` closed: its sum is the product of the aggregates
+    /// stored now, and a restarted aggregator must ask for exactly that sum again (holders
+    /// refuse a second sum of a round).
+    pub fn close_collection(&self, round: RoundId) -> Result<(), StoreError> {
         self.write(|tx| {
-            let mut t = tx.open_table(AGGREGATES)?;
-            let keys: Vec<(u64, u64)> = t
-                .range((round.0, 0)..=(round.0, u64::MAX))?
-                .map(|e| e.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()?;
-            for k in &keys {
-                t.remove(k)?;
-            }
-            tx.open_table(OPEN_ROUNDS)?.remove(round.0)?;
-            Ok(keys.len())
+            tx.open_table(CLOSED)?.insert(round.0, ())?;
+            Ok(())
         })
+    }
+
+    /// Whether collection of `round` closed before (see [`Store::close_collection`]).
+    pub fn collection_closed(&self, round: RoundId) -> Result<bool, StoreError> {
+        self.read(|tx| Ok(tx.open_table(CLOSED)?.get(round.0)?.is_some()))
     }
 
     /// Completes a round in one transaction: its log entry, the new global model, the next
@@ -231,6 +232,7 @@ impl Store {
                 t.remove(k)?;
             }
             tx.open_table(OPEN_ROUNDS)?.remove(round)?;
+            tx.open_table(CLOSED)?.remove(round)?;
             Ok(())
         })
     }
@@ -320,8 +322,12 @@ mod tests {
             s.open_round(RoundId(0), &a).unwrap();
             s.add_aggregate(RoundId(0), b"first").unwrap();
             s.add_aggregate(RoundId(0), b"second").unwrap();
+            assert!(!s.collection_closed(RoundId(0)).unwrap());
+            s.close_collection(RoundId(0)).unwrap();
         }
         let s = Store::open(&path).unwrap();
+        assert!(s.collection_closed(RoundId(0)).unwrap());
+        assert!(!s.collection_closed(RoundId(1)).unwrap());
         assert_eq!(
             s.resume_point().unwrap(),
             Some((RoundId(0), vec![1.0, 2.0]))
@@ -341,6 +347,7 @@ mod tests {
         );
         assert!(s.aggregates(RoundId(0)).unwrap().is_empty());
         assert_eq!(s.round_assignment(RoundId(0)).unwrap(), None);
+        assert!(!s.collection_closed(RoundId(0)).unwrap());
         assert_eq!(s.round_log().unwrap(), vec![record(0)]);
         assert_eq!(s.model_after(0).unwrap(), Some(vec![3.0, 4.0]));
         // init does not reset a run in progress.

@@ -15,7 +15,9 @@ use spddl_crypto::identity::{SigningKey, VerifyingKey};
 use spddl_crypto::paillier::{KeyShare, PublicKey};
 use spddl_proto::transport::{Backoff, Security, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
-use spddl_proto::{Registry, RoundConfig, Upload, answer_request};
+use spddl_proto::{
+    Registry, RoundConfig, Upload, answer_request, check_request, ciphertexts_digest,
+};
 use tonic::transport::Channel;
 use tracing::{error, info, warn};
 
@@ -297,6 +299,8 @@ pub struct HolderSetup {
     pub registry: Registry,
     /// The holder's own policy: never decrypt a sum of fewer distinct updates.
     pub min_contributors: u32,
+    /// The sums it decrypted, one per round at most.
+    pub log: crate::decryption_log::DecryptionLog,
     /// TLS or plaintext.
     pub security: Security,
 }
@@ -375,7 +379,13 @@ pub async fn run_holder(
                     let round = request.round;
                     let s = setup.clone();
                     let t = Instant::now();
+                    // Check the request, then record its sum as this round's (refusing a
+                    // second sum of the round), then decrypt.
                     let answer = tokio::task::spawn_blocking(move || {
+                        check_request(&s.pk, &s.registry, s.min_contributors, &request)
+                            .map_err(|e| e.to_string())?;
+                        s.log
+                            .claim(round, &ciphertexts_digest(&s.pk, request.ciphertexts()))?;
                         answer_request(
                             &s.pk,
                             &s.share,
@@ -385,6 +395,7 @@ pub async fn run_holder(
                             &request,
                             &mut rand::rng(),
                         )
+                        .map_err(|e| e.to_string())
                     })
                     .await
                     .map_err(|e| e.to_string())?;

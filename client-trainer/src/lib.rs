@@ -4,5 +4,7 @@
 pub mod client;
 pub mod data;
 #[cfg(feature = "grpc")]
+pub mod decryption_log;
+#[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod model;

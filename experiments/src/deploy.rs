@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use spddl_aggregator::Settings;
 use spddl_aggregator::grpc::{AggregatorSetup, Evaluator, RunReport};
 use spddl_client_trainer::client::Client;
+use spddl_client_trainer::decryption_log::DecryptionLog;
 use spddl_client_trainer::grpc::{ClientSetup, HolderSetup, UploadRecord};
 use spddl_client_trainer::model::Model;
 use spddl_crypto::formats::{read_secret_file, write_secret_file};
@@ -201,6 +202,10 @@ pub struct HolderFile {
     pub registry: PathBuf,
     /// Never decrypt a sum of fewer updates.
     pub min_contributors: u32,
+    /// The record of the sums it decrypted, one per round (default
+    /// `state/holder-<index>.redb`).
+    #[serde(default)]
+    pub state: Option<PathBuf>,
     /// TLS files.
     pub tls: Option<TlsPaths>,
 }
@@ -451,6 +456,13 @@ pub fn holder_setup(config: &Path, insecure: bool) -> Result<HolderSetup> {
             registry
         },
         min_contributors: f.min_contributors,
+        log: DecryptionLog::open(
+            &dir.join(
+                f.state
+                    .unwrap_or_else(|| format!("state/holder-{}.redb", f.index).into()),
+            ),
+        )
+        .map_err(anyhow::Error::msg)?,
         security: security(&dir, f.tls.as_ref(), insecure)?,
     })
 }
@@ -685,6 +697,7 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
                 identity: format!("identities/holder-{i}.key").into(),
                 registry: "registry.json".into(),
                 min_contributors: s.min_contributors,
+                state: Some(format!("state/holder-{i}.redb").into()),
                 tls: tls_paths(&format!("holder-{i}")),
             },
         )?;

@@ -817,16 +817,16 @@ impl pb::key_holders_server::KeyHolders for LyingAggregator {
     ) -> Result<tonic::Response<pb::GetDecryptionRequestResponse>, tonic::Status> {
         let mut s = self.state.lock().unwrap();
         let last = self.requests.len() - 1;
-        if s.current == last && !s.answered.is_empty() {
-            return Ok(tonic::Response::new(pb::GetDecryptionRequestResponse {
-                request: None,
-                finished: true,
-                ..Default::default()
-            }));
-        }
-        // Each lie is offered on four polls (the holder polls every 200 ms), as an
-        // aggregator re-offers a request until the share timeout.
-        if s.offered == 4 && s.current < last {
+        // Each request is offered until it is answered or on four polls (the holder polls
+        // every 200 ms), as an aggregator offers a request until the share timeout.
+        if s.offered >= 4 {
+            if s.current == last {
+                return Ok(tonic::Response::new(pb::GetDecryptionRequestResponse {
+                    request: None,
+                    finished: true,
+                    ..Default::default()
+                }));
+            }
             s.current += 1;
             s.offered = 0;
         }
@@ -845,6 +845,7 @@ impl pb::key_holders_server::KeyHolders for LyingAggregator {
         let mut s = self.state.lock().unwrap();
         s.answered.push(share.round);
         s.shares.push(share);
+        s.offered = 4; // answered: on to the next request
         Ok(tonic::Response::new(pb::SubmitShareResponse {}))
     }
 }
@@ -947,6 +948,11 @@ async fn a_lying_aggregator_cannot_get_a_small_sum_decrypted_by_a_key_holder() {
     ];
     let mut requests: Vec<pb::DecryptionRequest> = lies.iter().map(|(r, _)| r.clone()).collect();
     requests.push(request(6, honest.to_vec()));
+    // After the honest sum of round 6, a second sum of round 6 with client 3 left out: both
+    // hold at least 3 updates, but their difference is client 3's update.
+    let without_3 = [honest[0].clone(), aggregate(6, 1, &fog1, &[2])];
+    requests.push(request(6, without_3.to_vec()));
+    let second_sum = "decryption request for round 6: this holder already decrypted another sum of round 6: refused";
     let liar = LyingAggregator {
         requests: Arc::new(requests),
         state: Arc::default(),
@@ -976,7 +982,7 @@ async fn a_lying_aggregator_cannot_get_a_small_sum_decrypted_by_a_key_holder() {
     assert_eq!(answered, 1);
     assert_eq!(state.answered, vec![6], "shares were given for a lie");
     let text = log.text();
-    for (_, reason) in &lies {
+    for reason in lies.iter().map(|(_, r)| *r).chain([second_sum]) {
         assert!(
             text.contains(reason),
             "the holder did not refuse with {reason:?}:\n{text}"

@@ -275,6 +275,7 @@ fn config_seeds(pk: &PublicKey) {
         identity: "identities/holder-2.key".into(),
         registry: "registry.json".into(),
         min_contributors: 3,
+        state: Some("state/holder-2.redb".into()),
         tls: Some(tls("holder-2")),
     };
     for (name, text) in [
