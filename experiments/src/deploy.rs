@@ -13,6 +13,7 @@
 //! tls/<name>.pem, <name>.key each process's certificate and key (0600), signed by the CA
 //! aggregator.toml, fog-<f>.toml, client-<k>.toml, holder-<i>.toml   one config per process
 //! state/aggregator.redb      the aggregator's durable state (created on first start)
+//! state/holder-<i>.redb      the sum holder i decrypted in each round (created on first start)
 //! ```
 //!
 //! Paths inside a config are relative to the config file's directory.
