@@ -117,6 +117,9 @@ pub enum Event {
         attempts: u32,
         /// Why the last attempt failed.
         reason: String,
+        /// Whether the round can complete once more key holders answer (it failed for want
+        /// of shares), rather than failing the same way again.
+        resumable: bool,
     },
     /// The round completed; the global model moved on.
     Completed(Box<Completed>),
@@ -515,6 +518,7 @@ impl Coordinator {
             round: self.round,
             attempts: self.attempts,
             reason: reason.to_string(),
+            resumable: true,
         });
         true
     }
@@ -529,6 +533,7 @@ impl Coordinator {
             round: self.round,
             attempts: self.attempts,
             reason,
+            resumable: false,
         });
     }
 

@@ -120,8 +120,8 @@ pub enum AggregatorError {
     },
     /// Every holder has been asked and fewer than `t` valid shares came back.
     #[error(
-        "only {valid} valid decryption shares, {threshold} needed; silent key holders: {}; \
-         blamed: {}",
+        "only {valid} valid decryption shares, {threshold} needed; silent key holders (down, \
+         or refusing: their logs say why): {}; blamed: {}",
         holder_list(.silent),
         holder_list(.blamed)
     )]

@@ -183,9 +183,15 @@ impl Inner {
                     round,
                     attempts,
                     reason,
+                    resumable,
                 } => {
+                    let then = if resumable {
+                        ": restart the aggregator once enough key holders run and it resumes the round"
+                    } else {
+                        ""
+                    };
                     let msg = format!(
-                        "round {} failed {attempts} attempt(s), the run stops: {reason}; its stored updates are kept, and restarting the aggregator resumes the round",
+                        "round {} failed {attempts} attempt(s), the run stops: {reason}; its stored updates are kept{then}",
                         round.0
                     );
                     error!(%round, "{msg}");

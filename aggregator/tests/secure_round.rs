@@ -5,7 +5,10 @@
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use spddl_aggregator::{AggregatorError, Collecting, Decrypting, assign_round_robin};
+use spddl_aggregator::{
+    AggregatorError, Collecting, Coordinator, Decrypting, Event, FedAvg, PhaseKind, Settings,
+    assign_round_robin,
+};
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{KeyShare, PublicKey, ShareIndex};
 use spddl_crypto::testing::test_key;
@@ -343,7 +346,8 @@ fn a_retry_keeps_valid_shares_and_never_asks_a_blamed_holder_again() {
     assert!(dec.holders_to_ask().is_empty());
     assert_eq!(
         dec.shortfall().to_string(),
-        "only 1 valid decryption shares, 3 needed; silent key holders: 3, 4, 5; blamed: 2"
+        "only 1 valid decryption shares, 3 needed; silent key holders (down, or refusing: their \
+         logs say why): 3, 4, 5; blamed: 2"
     );
     // Second attempt at the same sum: holder 1's share still counts, holder 2 is never asked
     // again, so the two lowest silent holders are.
@@ -360,6 +364,104 @@ fn a_retry_keeps_valid_shares_and_never_asks_a_blamed_holder_again() {
     assert_eq!(ids(&out.holders_used), [1, 3, 4]);
     assert_eq!(out.blamed.len(), 1);
     assert_close(&out.mean_update, &weighted_mean(&updates, &present), bound);
+}
+
+/// The coordinator over a round whose collection closes early (as a restarted aggregator
+/// whose store says it had closed) and whose holders never answer.
+#[test]
+fn a_closed_collection_is_not_reopened_and_a_round_short_of_shares_fails_after_its_attempts() {
+    let mut w = world(2, 3, 4, 2);
+    let updates = w.updates();
+    let aggs = w.collect(&updates, &[0, 1]);
+    let settings = Settings {
+        rounds: 3,
+        template: w.config.clone(),
+        collect_timeout_ms: 60_000,
+        share_timeout_ms: 100,
+        round_attempts: 2,
+    };
+    let key = SigningKey::from_bytes(&w.aggregator.to_bytes());
+    let mut coord = Coordinator::new(
+        &w.pk,
+        key,
+        w.registry.clone(),
+        settings,
+        Box::new(FedAvg),
+        ROUND,
+        vec![0.0; M],
+    )
+    .unwrap();
+    coord.open(assign_round_robin(&w.ids(), &[FogId(0), FogId(1)]), 0);
+    for a in aggs {
+        assert!(coord.receive_aggregate(a, 10).unwrap().is_empty());
+    }
+    // 2 of 4 clients in, the deadline a minute away: still collecting.
+    assert!(coord.tick(20).is_empty());
+    assert_eq!(coord.phase_kind(), PhaseKind::Collecting);
+    let events = coord.close_collection_now(30);
+    assert!(
+        matches!(
+            &events[0],
+            Event::Closed {
+                contributors: 2,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    assert_eq!(coord.phase_kind(), PhaseKind::Decrypting);
+    let h = |i: u64| w.pk.share_index(i).unwrap();
+    assert_eq!(coord.request_for(h(1)).unwrap().aggregates().len(), 2);
+    assert!(coord.request_for(h(3)).is_none(), "only t asked at first");
+    // Nobody answers: holders 1, 2 silent, then 3; the same sum is asked for again.
+    let events = coord.tick(130);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Asked { holders, .. } if holders == &vec![h(3)])),
+        "{events:?}"
+    );
+    let events = coord.tick(260);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Retrying { attempt: 2, .. })),
+        "{events:?}"
+    );
+    assert!(
+        coord.request_for(h(1)).is_some(),
+        "the silent holders are asked again"
+    );
+    let first = coord.request_for(h(1)).unwrap().ciphertexts().to_vec();
+    let _ = coord.tick(390);
+    assert_eq!(
+        coord.request_for(h(3)).unwrap().ciphertexts(),
+        first,
+        "the same sum"
+    );
+    // The second attempt fails too: the run stops, saying why.
+    let events = coord.tick(520);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Failed {
+                attempts: 2,
+                resumable: true,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert_eq!(coord.phase_kind(), PhaseKind::Failed);
+    assert!(
+        coord
+            .failure()
+            .unwrap()
+            .starts_with("only 0 valid decryption shares, 2 needed"),
+        "{:?}",
+        coord.failure()
+    );
+    assert!(coord.tick(10_000).is_empty(), "a failed run stays failed");
 }
 
 #[test]

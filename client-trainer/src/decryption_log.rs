@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use spddl_proto::RoundId;
 
 const DECRYPTED: TableDefinition<u64, &[u8]> = TableDefinition::new("decrypted");
@@ -40,24 +40,27 @@ impl DecryptionLog {
     /// decrypted another sum of that round before. The same sum again is allowed.
     pub fn claim(&self, round: RoundId, digest: &[u8; 32]) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| format!("key holder state {}: {e}", self.path);
-        let rx = self.db.begin_read().map_err(|e| err(&e))?;
-        let table = rx.open_table(DECRYPTED).map_err(|e| err(&e))?;
-        if let Some(old) = table.get(round.0).map_err(|e| err(&e))? {
-            if old.value() == digest.as_slice() {
-                return Ok(());
-            }
-            return Err(format!(
-                "decryption request for {round}: this holder already decrypted another sum of {round}: refused (two sums of one round reveal their difference)"
-            ));
-        }
-        drop(table);
-        drop(rx);
+        // Check and record in one write transaction, so two claims cannot both pass.
         let tx = self.db.begin_write().map_err(|e| err(&e))?;
         {
             let mut table = tx.open_table(DECRYPTED).map_err(|e| err(&e))?;
-            table
-                .insert(round.0, digest.as_slice())
-                .map_err(|e| err(&e))?;
+            let earlier = table
+                .get(round.0)
+                .map_err(|e| err(&e))?
+                .map(|old| old.value() == digest.as_slice());
+            match earlier {
+                Some(true) => return Ok(()),
+                Some(false) => {
+                    return Err(format!(
+                        "decryption request for {round}: this holder already decrypted another sum of {round}: refused (two sums of one round reveal their difference)"
+                    ));
+                }
+                None => {
+                    table
+                        .insert(round.0, digest.as_slice())
+                        .map_err(|e| err(&e))?;
+                }
+            }
         }
         tx.commit().map_err(|e| err(&e))
     }

@@ -294,6 +294,12 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
     let s = read_scenario(&dir.join(&f.scenario))?;
     s.validate().map_err(anyhow::Error::msg)?;
     let pk = public_key(&dir.join(&f.public_key))?;
+    let (t, l) = (pk.threshold(), pk.holders());
+    if 2 * u32::from(t) <= u32::from(l) {
+        tracing::warn!(
+            "a {t}-of-{l} key: two disjoint groups of {t} key holders exist, so each holder's one-sum-per-round record cannot stop them decrypting two different sums of a round between them (choose ℓ < 2t)"
+        );
+    }
     let registry = registry(&dir.join(&f.registry), &pk)?;
     let key = read_identity(&dir.join(&f.identity))?;
     if registry.aggregator != Some(key.verifying_key()) {

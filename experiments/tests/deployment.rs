@@ -119,8 +119,8 @@ async fn with_t_minus_one_key_holders_the_run_stops_cleanly_and_resumes_once_the
     let failure = within(120, agg).await.unwrap().unwrap_err().to_string();
     for words in [
         "round 0 failed 3 attempt(s), the run stops",
-        "only 2 valid decryption shares, 3 needed; silent key holders: 3, 4, 5",
-        "its stored updates are kept",
+        "only 2 valid decryption shares, 3 needed; silent key holders (down, or refusing: their logs say why): 3, 4, 5",
+        "its stored updates are kept: restart the aggregator once enough key holders run",
     ] {
         assert!(failure.contains(words), "{words:?} not in {failure:?}");
     }
