@@ -16,7 +16,7 @@ use spddl_crypto::paillier::{KeyShare, PublicKey};
 use spddl_proto::transport::{Backoff, Security, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{
-    Registry, RoundConfig, Upload, answer_request, check_request, ciphertexts_digest,
+    Registry, RoundConfig, Upload, check_request, ciphertexts_digest, share_of_checked,
 };
 use tonic::transport::Channel;
 use tracing::{error, info, warn};
@@ -386,16 +386,8 @@ pub async fn run_holder(
                             .map_err(|e| e.to_string())?;
                         s.log
                             .claim(round, &ciphertexts_digest(&s.pk, request.ciphertexts()))?;
-                        answer_request(
-                            &s.pk,
-                            &s.share,
-                            &s.identity,
-                            &s.registry,
-                            s.min_contributors,
-                            &request,
-                            &mut rand::rng(),
-                        )
-                        .map_err(|e| e.to_string())
+                        share_of_checked(&s.pk, &s.share, &s.identity, &request, &mut rand::rng())
+                            .map_err(|e| e.to_string())
                     })
                     .await
                     .map_err(|e| e.to_string())?;

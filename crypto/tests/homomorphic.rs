@@ -208,7 +208,10 @@ fn empty_sums_are_encryptions_of_zero() {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let empty = pk().sum(std::iter::empty::<&Ciphertext>());
     assert_eq!(decrypt(&[empty], 1, &mut rng), [BigUint::zero()]);
-    assert_eq!(pk().sum_vectors(&[]).unwrap(), Vec::<Ciphertext>::new());
+    assert_eq!(
+        pk().sum_vectors::<Vec<Ciphertext>>(&[]).unwrap(),
+        Vec::<Ciphertext>::new()
+    );
 }
 
 #[test]

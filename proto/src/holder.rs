@@ -149,8 +149,7 @@ pub fn check_request(
     Ok(got)
 }
 
-/// Answers a decryption request: [`check_request`], then this holder's signed decryption
-/// share of the request's sum, bound to its round and ciphertexts.
+/// Answers a decryption request: [`check_request`], then [`share_of_checked`].
 pub fn answer_request<R: Rng + ?Sized>(
     pk: &PublicKey,
     share: &KeyShare,
@@ -161,6 +160,19 @@ pub fn answer_request<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<ShareResponse, HolderError> {
     check_request(pk, registry, min_contributors, request)?;
+    share_of_checked(pk, share, identity, request, rng)
+}
+
+/// This holder's signed decryption share of a request's sum, bound to its round and
+/// ciphertexts, for a request that passed [`check_request`] (a caller with more to check in
+/// between, such as the one-sum-per-round record, calls the two itself).
+pub fn share_of_checked<R: Rng + ?Sized>(
+    pk: &PublicKey,
+    share: &KeyShare,
+    identity: &SigningKey,
+    request: &DecryptionRequest,
+    rng: &mut R,
+) -> Result<ShareResponse, HolderError> {
     let round = request.round;
     let context = request.context(pk);
     let decryption = share.decrypt(pk, request.ciphertexts(), &context, rng)?;

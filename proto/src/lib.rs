@@ -12,7 +12,7 @@ mod ids;
 mod messages;
 mod registry;
 
-pub use holder::{HolderError, answer_request, check_request};
+pub use holder::{HolderError, answer_request, check_request, share_of_checked};
 pub use ids::{ClientId, FogId, RoundId};
 pub use messages::{
     DecryptionRequest, FogAggregate, PROTOCOL_VERSION, RoundConfig, ShareResponse, Upload,

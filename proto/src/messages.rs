@@ -305,8 +305,10 @@ impl DecryptionRequest {
                 "a decryption request needs at least one fog aggregate".into(),
             ));
         }
-        let vectors: Vec<Vec<Ciphertext>> =
-            aggregates.iter().map(|a| a.ciphertexts.clone()).collect();
+        let vectors: Vec<&[Ciphertext]> = aggregates
+            .iter()
+            .map(|a| a.ciphertexts.as_slice())
+            .collect();
         let sum = pk.sum_vectors(&vectors)?;
         Ok(DecryptionRequest {
             round,

@@ -178,7 +178,13 @@ impl PublicKey {
     }
 
     /// Element-wise sum of equally long ciphertext vectors (a fog worker's aggregation).
-    pub fn sum_vectors(&self, vectors: &[Vec<Ciphertext>]) -> Result<Vec<Ciphertext>, Error> {
+    /// Takes anything that views as a slice of ciphertexts, so callers holding them inside
+    /// other messages need not copy them out.
+    pub fn sum_vectors<V: AsRef<[Ciphertext]> + Sync>(
+        &self,
+        vectors: &[V],
+    ) -> Result<Vec<Ciphertext>, Error> {
+        let vectors: Vec<&[Ciphertext]> = vectors.iter().map(AsRef::as_ref).collect();
         let Some(first) = vectors.first() else {
             return Ok(Vec::new());
         };
