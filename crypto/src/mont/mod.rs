@@ -11,9 +11,14 @@
 //!   architectures*, WAIFI 2012; Drucker and Gueron, *Fast modular squaring with AVX512IFMA*,
 //!   ITNG 2019). Results stay below `2N` ("almost Montgomery multiplication") and are reduced
 //!   when they leave the form.
-//! - [`KernelKind::Scalar`] everywhere else: product scanning over 64-bit limbs.
+//! - [`KernelKind::Mulx`] (x86-64 with BMI2 and ADX, no IFMA): 64-bit limbs, MULX with two
+//!   carry chains in inline assembly, a dedicated squaring and a separate reduction
+//!   (`mulx.rs`).
+//! - [`KernelKind::Scalar`] everywhere else (aarch64, older x86-64): product scanning over
+//!   64-bit limbs in plain Rust.
 //!
-//! `SPDDL_KERNEL=scalar` in the environment forces the portable kernel (for comparisons).
+//! `SPDDL_KERNEL=scalar|mulx|ifma` in the environment forces a kernel (for comparisons), if
+//! the processor runs it.
 //!
 //! Nothing here is constant-time except [`Montgomery::pow_secret`]'s operation sequence,
 //! which does not depend on the exponent's bits (its table lookups still do).
@@ -23,28 +28,65 @@ use zeroize::Zeroize;
 
 #[cfg(target_arch = "x86_64")]
 mod ifma;
+#[cfg(target_arch = "x86_64")]
+mod mulx;
 mod scalar;
 
 /// Which multiplication kernel a [`Montgomery`] context runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelKind {
-    /// Portable product scanning over 64-bit limbs.
+    /// Portable product scanning over 64-bit limbs (any processor).
     Scalar,
+    /// MULX with two carry chains (ADCX/ADOX) over 64-bit limbs and a dedicated squaring
+    /// (x86-64 processors with BMI2 and ADX: Intel since Broadwell, AMD since Zen).
+    Mulx,
     /// AVX-512 IFMA, 52-bit digits (x86-64 processors that have it).
     Ifma,
 }
 
 impl KernelKind {
-    /// The best kernel this processor runs, unless `SPDDL_KERNEL=scalar` asks for the portable
-    /// one.
+    /// Every kernel, fastest first.
+    pub const ALL: [KernelKind; 3] = [KernelKind::Ifma, KernelKind::Mulx, KernelKind::Scalar];
+
+    /// The kernel [`Montgomery::new`] uses: `SPDDL_KERNEL` (`scalar`, `mulx` or `ifma`) when
+    /// set to a kernel this processor runs, else the fastest one it runs.
     pub fn best() -> Self {
-        if std::env::var("SPDDL_KERNEL").is_ok_and(|v| v == "scalar") {
-            return KernelKind::Scalar;
+        Self::choice().0
+    }
+
+    /// [`Self::best`] and why it was chosen, for reports.
+    pub fn choice() -> (Self, String) {
+        let fastest = Self::ALL
+            .into_iter()
+            .find(|k| k.available())
+            .unwrap_or(KernelKind::Scalar);
+        let why = match fastest {
+            KernelKind::Ifma => "the processor has avx512ifma (the fastest kernel)",
+            KernelKind::Mulx => "the processor has bmi2 and adx but not avx512ifma",
+            KernelKind::Scalar => "the processor has neither avx512ifma nor bmi2 and adx",
+        };
+        match std::env::var("SPDDL_KERNEL") {
+            Ok(v) => match Self::ALL.into_iter().find(|k| k.env_name() == v) {
+                Some(k) if k.available() => (k, format!("SPDDL_KERNEL={v}")),
+                Some(_) => (
+                    fastest,
+                    format!("SPDDL_KERNEL={v} does not run on this processor; {why}"),
+                ),
+                None => (
+                    fastest,
+                    format!("SPDDL_KERNEL={v} is not scalar, mulx or ifma; {why}"),
+                ),
+            },
+            Err(_) => (fastest, why.to_string()),
         }
-        if Self::ifma_available() {
-            KernelKind::Ifma
-        } else {
-            KernelKind::Scalar
+    }
+
+    /// Whether this processor runs the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            KernelKind::Scalar => true,
+            KernelKind::Mulx => Self::mulx_available(),
+            KernelKind::Ifma => Self::ifma_available(),
         }
     }
 
@@ -60,11 +102,33 @@ impl KernelKind {
         }
     }
 
+    /// Whether this processor has BMI2 and ADX (MULX, ADCX, ADOX).
+    pub fn mulx_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            mulx::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
             KernelKind::Scalar => "scalar-64",
+            KernelKind::Mulx => "mulx-adx-64",
             KernelKind::Ifma => "avx512-ifma-52",
+        }
+    }
+
+    /// The value of `SPDDL_KERNEL` that selects the kernel.
+    pub fn env_name(self) -> &'static str {
+        match self {
+            KernelKind::Scalar => "scalar",
+            KernelKind::Mulx => "mulx",
+            KernelKind::Ifma => "ifma",
         }
     }
 }
@@ -72,6 +136,8 @@ impl KernelKind {
 #[derive(Clone)]
 enum Kernel {
     Scalar(scalar::Scalar),
+    #[cfg(target_arch = "x86_64")]
+    Mulx(mulx::Mulx),
     #[cfg(target_arch = "x86_64")]
     Ifma(ifma::Ifma),
 }
@@ -81,12 +147,16 @@ impl Kernel {
         match self {
             Kernel::Scalar(k) => k.width(),
             #[cfg(target_arch = "x86_64")]
+            Kernel::Mulx(k) => k.width(),
+            #[cfg(target_arch = "x86_64")]
             Kernel::Ifma(k) => k.width(),
         }
     }
     fn r_bits(&self) -> u64 {
         match self {
             Kernel::Scalar(k) => k.r_bits(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Mulx(k) => 64 * k.width() as u64,
             #[cfg(target_arch = "x86_64")]
             Kernel::Ifma(k) => k.r_bits(),
         }
@@ -95,12 +165,16 @@ impl Kernel {
         match self {
             Kernel::Scalar(k) => k.encode(x),
             #[cfg(target_arch = "x86_64")]
+            Kernel::Mulx(k) => scalar::limbs_of(x, k.width()),
+            #[cfg(target_arch = "x86_64")]
             Kernel::Ifma(k) => k.encode(x),
         }
     }
     fn decode(&self, words: &[u64]) -> BigUint {
         match self {
             Kernel::Scalar(k) => k.decode(words),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Mulx(_) => scalar::from_limbs(words),
             #[cfg(target_arch = "x86_64")]
             Kernel::Ifma(k) => k.decode(words),
         }
@@ -110,7 +184,19 @@ impl Kernel {
         match self {
             Kernel::Scalar(k) => k.mul(a, b, out),
             #[cfg(target_arch = "x86_64")]
+            Kernel::Mulx(k) => k.mul(a, b, out),
+            #[cfg(target_arch = "x86_64")]
             Kernel::Ifma(k) => k.mul(a, b, out),
+        }
+    }
+    #[inline]
+    fn sqr(&self, a: &[u64], out: &mut [u64]) {
+        match self {
+            Kernel::Scalar(k) => k.mul(a, a, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Mulx(k) => k.sqr(a, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => k.mul(a, a, out),
         }
     }
 }
@@ -156,9 +242,11 @@ impl Montgomery {
         let kernel = match kind {
             KernelKind::Scalar => Kernel::Scalar(scalar::Scalar::new(modulus)),
             #[cfg(target_arch = "x86_64")]
+            KernelKind::Mulx => Kernel::Mulx(mulx::Mulx::new(modulus)?),
+            #[cfg(target_arch = "x86_64")]
             KernelKind::Ifma => Kernel::Ifma(ifma::Ifma::new(modulus)?),
             #[cfg(not(target_arch = "x86_64"))]
-            KernelKind::Ifma => return None,
+            KernelKind::Ifma | KernelKind::Mulx => return None,
         };
         let r = BigUint::from(1u32) << kernel.r_bits();
         let one = kernel.encode(&(&r % modulus));
@@ -463,12 +551,12 @@ impl Montgomery {
         self.kernel.mul(a, b, out);
     }
 
-    /// `out = REDC(a²)`. A dedicated squaring (cross products once) measured slower than the
-    /// product kernel on the scalar path (its shorter, uneven carry chains overlap worse), so
-    /// squaring is a product.
+    /// `out = REDC(a²)`. The MULX kernel squares with each cross product once; on the
+    /// portable path a dedicated squaring measured slower than the product kernel (its
+    /// shorter, uneven carry chains overlap worse), and the IFMA kernel multiplies.
     #[inline]
     pub(crate) fn sqr_into(&self, a: &[u64], out: &mut [u64]) {
-        self.kernel.mul(a, a, out);
+        self.kernel.sqr(a, out);
     }
 }
 
@@ -545,11 +633,20 @@ mod tests {
 
     /// The context on every kernel this processor runs.
     fn contexts(n: &BigUint) -> Vec<Montgomery> {
-        let mut out = vec![Montgomery::with_kernel(n, KernelKind::Scalar).unwrap()];
-        if KernelKind::ifma_available() {
-            out.push(Montgomery::with_kernel(n, KernelKind::Ifma).unwrap());
-        } else {
-            eprintln!("no AVX-512 IFMA on this processor: testing the scalar kernel only");
+        let out: Vec<Montgomery> = KernelKind::ALL
+            .into_iter()
+            .filter_map(|k| Montgomery::with_kernel(n, k))
+            .collect();
+        assert_eq!(
+            out.len(),
+            KernelKind::ALL.iter().filter(|k| k.available()).count(),
+            "every kernel the processor runs accepts this modulus"
+        );
+        if !KernelKind::ifma_available() {
+            eprintln!("IFMA kernel not tested: this CPU lacks avx512ifma");
+        }
+        if !KernelKind::mulx_available() {
+            eprintln!("MULX kernel not tested: this CPU lacks bmi2 or adx");
         }
         out
     }

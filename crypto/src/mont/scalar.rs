@@ -39,12 +39,7 @@ impl Scalar {
     }
 
     pub(super) fn decode(&self, limbs: &[u64]) -> BigUint {
-        let mut words = Vec::with_capacity(limbs.len() * 2);
-        for &l in limbs {
-            words.push(l as u32);
-            words.push((l >> 32) as u32);
-        }
-        BigUint::new(words)
+        from_limbs(limbs)
     }
 
     /// `out = a·b·R⁻¹ mod N` for `a, b < N`, fully reduced.
@@ -62,8 +57,18 @@ impl Scalar {
     }
 }
 
+/// The integer of little-endian 64-bit limbs.
+pub(super) fn from_limbs(limbs: &[u64]) -> BigUint {
+    let mut words = Vec::with_capacity(limbs.len() * 2);
+    for &l in limbs {
+        words.push(l as u32);
+        words.push((l >> 32) as u32);
+    }
+    BigUint::new(words)
+}
+
 /// `x` as exactly `s` little-endian limbs (`x < 2^{64s}`).
-fn limbs_of(x: &BigUint, s: usize) -> Box<[u64]> {
+pub(super) fn limbs_of(x: &BigUint, s: usize) -> Box<[u64]> {
     let mut out = vec![0u64; s].into_boxed_slice();
     for (o, d) in out.iter_mut().zip(x.iter_u64_digits()) {
         *o = d;

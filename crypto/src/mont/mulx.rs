@@ -1,0 +1,326 @@
+//! The x86-64 BMI2/ADX kernel: Montgomery products over 64-bit limbs with MULX and two
+//! independent carry chains (ADCX uses only CF, ADOX only OF).
+//!
+//! One primitive does the work, a multiply-accumulate row `t[0..k] += a[0..k]·b` in inline
+//! assembly ([`addmul_row`]): per limb one `mulx` (which leaves the flags alone), one `adcx`
+//! adding the accumulator limb and one `adox` adding the previous product's high word, so the
+//! two additions of every limb run in separate chains instead of one serial `adc` chain
+//! (Gopal, Guilford, Ozturk, Wolrich, Feghali, Dixon and Karakoyunlu, *Fast and constant-time
+//! implementation of modular exponentiation*, Intel white paper 2009, and Ozturk, Guilford,
+//! Gopal and Feghali, *New instructions supporting large integer arithmetic on Intel
+//! architecture processors*, Intel white paper 2012). LLVM does not interleave the two chains
+//! from intrinsics, hence the assembly.
+//!
+//! On top of the row, in Rust:
+//! - the product `a·b` row by row (schoolbook, `s²` limb products);
+//! - a dedicated squaring: every cross product `a_i·a_j` (`i < j`) once, doubled, plus the
+//!   squares `a_i²` on the diagonal (`s(s − 1)/2 + s` limb products);
+//! - a separate Montgomery reduction (REDC) of the `2s`-limb result, `s` rows of `m_i·N`, whose
+//!   row carries are collected in the limbs each row zeroes and added once at the end (GMP's
+//!   `mpn_redc_1` arrangement), then one conditional subtraction of `N`.
+//!
+//! Outputs are fully reduced (`< N`), the same representation as the portable kernel, so both
+//! give identical limbs on identical inputs.
+//!
+//! This module and the IFMA kernel are the crate's only `unsafe`: the assembly block of
+//! [`addmul_row`]. [`Mulx::new`] succeeds only when the processor reports BMI2 and ADX.
+#![allow(unsafe_code)]
+
+use num_bigint::BigUint;
+
+use super::scalar::neg_inverse_mod_word;
+
+/// Whether the processor runs this kernel.
+pub(super) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("adx")
+}
+
+/// Limbs kept on the stack for the double-width intermediate (`2s` limbs, `s ≤ 256`: a
+/// 16,384-bit modulus); larger moduli use the heap.
+const STACK_LIMBS: usize = 512;
+
+/// The kernel's constants for one modulus.
+#[derive(Clone)]
+pub(super) struct Mulx {
+    /// `N`, little-endian limbs.
+    n: Box<[u64]>,
+    /// `−N⁻¹ mod 2⁶⁴`.
+    n0: u64,
+}
+
+impl Mulx {
+    /// `None` unless the processor has BMI2 and ADX.
+    pub(super) fn new(modulus: &BigUint) -> Option<Self> {
+        if !available() {
+            return None;
+        }
+        let n = super::scalar::limbs_of(modulus, modulus.bits().div_ceil(64) as usize);
+        let n0 = neg_inverse_mod_word(n[0]);
+        Some(Mulx { n, n0 })
+    }
+
+    /// Words per residue; `R = 2^{64·width}`.
+    pub(super) fn width(&self) -> usize {
+        self.n.len()
+    }
+
+    /// `out = a·b·R⁻¹ mod N` for `a, b < N`, fully reduced.
+    #[inline]
+    pub(super) fn mul(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
+        let s = self.width();
+        assert!(
+            a.len() == s && b.len() == s && out.len() == s,
+            "operands of {s} limbs"
+        );
+        self.with_scratch(|t| {
+            product(a, b, t);
+            self.redc(t, out);
+        });
+    }
+
+    /// `out = a²·R⁻¹ mod N` for `a < N`, fully reduced.
+    #[inline]
+    pub(super) fn sqr(&self, a: &[u64], out: &mut [u64]) {
+        let s = self.width();
+        assert!(a.len() == s && out.len() == s, "operands of {s} limbs");
+        self.with_scratch(|t| {
+            square(a, t);
+            self.redc(t, out);
+        });
+    }
+
+    /// Runs `f` on a zeroed buffer of `2s` limbs.
+    #[inline]
+    fn with_scratch(&self, f: impl FnOnce(&mut [u64])) {
+        let len = 2 * self.width();
+        if len <= STACK_LIMBS {
+            let mut stack = [0u64; STACK_LIMBS];
+            f(&mut stack[..len]);
+        } else {
+            let mut heap = vec![0u64; len];
+            f(&mut heap);
+        }
+    }
+
+    /// `out = t·R⁻¹ mod N` for `t < N·R` (`2s` limbs, overwritten).
+    fn redc(&self, t: &mut [u64], out: &mut [u64]) {
+        let s = self.width();
+        let n = &self.n[..];
+        let (t, out) = (&mut t[..2 * s], &mut out[..s]);
+        for i in 0..s {
+            // m_i makes limb i vanish: t_i + m_i·N_0 ≡ 0 (mod 2⁶⁴).
+            let m = t[i].wrapping_mul(self.n0);
+            let carry = addmul_row(&mut t[i..i + s], n, m);
+            // Limb i is zero now; it keeps the row's carry, which belongs at limb i + s.
+            t[i] = carry;
+        }
+        // t[s..2s] + Σ carry_i·2^{64(i+s)}: the carries form an s-limb number.
+        let (carries, high) = t.split_at_mut(s);
+        let mut c = false;
+        for (o, (&h, &k)) in out.iter_mut().zip(high.iter().zip(carries.iter())) {
+            let (x, c1) = h.overflowing_add(k);
+            let (x, c2) = x.overflowing_add(c as u64);
+            *o = x;
+            c = c1 | c2;
+        }
+        // (t + m·N)/R < (N·R + R·N)/R = 2N: one subtraction at most.
+        final_subtract(out, c, n);
+    }
+}
+
+/// `t = a·b` (`t` has `2s` limbs and is zero on entry).
+fn product(a: &[u64], b: &[u64], t: &mut [u64]) {
+    let s = a.len();
+    for (i, &bi) in b.iter().enumerate() {
+        // Rows i' < i wrote limbs up to i + s − 1; limb i + s is still zero.
+        t[i + s] = addmul_row(&mut t[i..i + s], a, bi);
+    }
+}
+
+/// `t = a²` (`t` has `2s` limbs and is zero on entry).
+fn square(a: &[u64], t: &mut [u64]) {
+    let s = a.len();
+    // Cross products: row i adds a_i·a_{i+1..s} at limb 2i + 1; its carry lands on limb
+    // i + s, which earlier rows (ending at limb i + s − 1) have not touched.
+    for i in 0..s.saturating_sub(1) {
+        t[i + s] = addmul_row(&mut t[2 * i + 1..i + s], &a[i + 1..], a[i]);
+    }
+    // t = 2·t + Σ a_i²·2^{128i}, limb pair by limb pair; the total is a² < 2^{128s}.
+    let mut shifted_out = 0u64; // the bit that doubling moved out of the previous limb
+    let mut carry = false;
+    for (i, &ai) in a.iter().enumerate() {
+        let sq = (ai as u128) * (ai as u128);
+        let (lo, hi) = (t[2 * i], t[2 * i + 1]);
+        let d_lo = (lo << 1) | shifted_out;
+        let d_hi = (hi << 1) | (lo >> 63);
+        shifted_out = hi >> 63;
+        let (x, c1) = d_lo.overflowing_add(sq as u64);
+        let (x, c2) = x.overflowing_add(carry as u64);
+        let (y, c3) = d_hi.overflowing_add((sq >> 64) as u64);
+        let (y, c4) = y.overflowing_add((c1 | c2) as u64);
+        t[2 * i] = x;
+        t[2 * i + 1] = y;
+        carry = c3 | c4;
+    }
+    debug_assert!(!carry && shifted_out == 0, "a² fits in 2s limbs");
+}
+
+/// `out − N` when `top·2^{64s} + out ≥ N`, else `out` unchanged.
+pub(super) fn final_subtract(out: &mut [u64], top: bool, n: &[u64]) {
+    let mut ge = top;
+    if !ge {
+        ge = true; // equal counts as ≥
+        for j in (0..n.len()).rev() {
+            if out[j] != n[j] {
+                ge = out[j] > n[j];
+                break;
+            }
+        }
+    }
+    if ge {
+        let mut borrow = false;
+        for (o, &nj) in out.iter_mut().zip(n) {
+            let (d, b1) = o.overflowing_sub(nj);
+            let (d, b2) = d.overflowing_sub(borrow as u64);
+            *o = d;
+            borrow = b1 | b2;
+        }
+    }
+}
+
+/// `t[0..k] += a[0..k]·b`, returning the limb carried out (the sum is below
+/// `2^{64(k+1)}`, so the carry is one limb). `a` must be at least as long as `t`.
+#[inline(always)]
+fn addmul_row(t: &mut [u64], a: &[u64], b: u64) -> u64 {
+    let k = t.len();
+    assert!(a.len() >= k, "row of {k} limbs");
+    if k == 0 {
+        return 0;
+    }
+    let carry: u64;
+    // Per limb j (hi_{−1} = 0):
+    //   mulx hi_j, lo_j, a_j      (rdx = b; flags untouched)
+    //   adcx lo_j, t_j            (CF chain: the accumulator)
+    //   adox lo_j, hi_{j−1}       (OF chain: the previous high word)
+    // hi alternates between r8 and r9 so that hi_{j−1} is still live. The loops count with
+    // `lea` and test with `jrcxz`, which leave CF and OF alone, so both chains run through
+    // the whole row; `k mod 4` single limbs first, then blocks of four.
+    //
+    // SAFETY: `Mulx::new` returns a kernel only on processors with BMI2 (mulx) and ADX
+    // (adcx, adox), and every caller holds a `Mulx`. The block reads `a[0..k]` (checked above:
+    // `a.len() ≥ k`) and reads and writes `t[0..k]`, a unique borrow; the pointers advance by
+    // exactly `k` limbs. No stack use; all clobbered registers are declared.
+    unsafe {
+        std::arch::asm!(
+            "xor r9d, r9d",
+            "mov rcx, {single}",
+            "jrcxz 4f",
+            "5:",
+            "mulx r8, r10, qword ptr [{a}]",
+            "adcx r10, qword ptr [{t}]",
+            "adox r10, r9",
+            "mov qword ptr [{t}], r10",
+            "mov r9, r8",
+            "lea {a}, [{a} + 8]",
+            "lea {t}, [{t} + 8]",
+            "lea rcx, [rcx - 1]",
+            "jrcxz 4f",
+            "jmp 5b",
+            "4:",
+            "mov rcx, {blocks}",
+            "jrcxz 3f",
+            "2:",
+            "mulx r8, r10, qword ptr [{a}]",
+            "adcx r10, qword ptr [{t}]",
+            "adox r10, r9",
+            "mov qword ptr [{t}], r10",
+            "mulx r9, r10, qword ptr [{a} + 8]",
+            "adcx r10, qword ptr [{t} + 8]",
+            "adox r10, r8",
+            "mov qword ptr [{t} + 8], r10",
+            "mulx r8, r10, qword ptr [{a} + 16]",
+            "adcx r10, qword ptr [{t} + 16]",
+            "adox r10, r9",
+            "mov qword ptr [{t} + 16], r10",
+            "mulx r9, r10, qword ptr [{a} + 24]",
+            "adcx r10, qword ptr [{t} + 24]",
+            "adox r10, r8",
+            "mov qword ptr [{t} + 24], r10",
+            "lea {a}, [{a} + 32]",
+            "lea {t}, [{t} + 32]",
+            "lea rcx, [rcx - 1]",
+            "jrcxz 3f",
+            "jmp 2b",
+            "3:",
+            // carry = hi_{k−1} + CF + OF (`mov` leaves the flags alone)
+            "mov r10d, 0",
+            "adcx r9, r10",
+            "adox r9, r10",
+            a = inout(reg) a.as_ptr() => _,
+            t = inout(reg) t.as_mut_ptr() => _,
+            single = in(reg) k % 4,
+            blocks = in(reg) k / 4,
+            in("rdx") b,
+            out("rcx") _,
+            out("r8") _,
+            out("r9") carry,
+            out("r10") _,
+            options(nostack),
+        );
+    }
+    carry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::random_bits;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn limbs(x: &BigUint, s: usize) -> Vec<u64> {
+        let mut out = vec![0u64; s];
+        for (o, d) in out.iter_mut().zip(x.iter_u64_digits()) {
+            *o = d;
+        }
+        out
+    }
+
+    #[test]
+    fn rows_products_and_squares_match_num_bigint() {
+        if !available() {
+            eprintln!("MULX/ADX kernel not tested: this CPU lacks bmi2 or adx");
+            return;
+        }
+        let mut rng = ChaCha20Rng::seed_from_u64(31);
+        for k in 0..=21usize {
+            let t0 = random_bits(64 * k as u64, &mut rng);
+            let a = random_bits(64 * k as u64, &mut rng);
+            let all_ones = (BigUint::from(1u32) << (64 * k)) - 1u32;
+            for (t0, a, b) in [
+                (t0.clone(), a.clone(), u64::MAX),
+                (all_ones.clone(), all_ones.clone(), u64::MAX),
+                (t0, a, 0x9e37_79b9_7f4a_7c15),
+            ] {
+                let mut t = limbs(&t0, k);
+                let carry = addmul_row(&mut t, &limbs(&a, k), b);
+                let mut got = limbs(&BigUint::ZERO, k + 1);
+                got[..k].copy_from_slice(&t);
+                got[k] = carry;
+                assert_eq!(got, limbs(&(&t0 + &a * b), k + 1), "{k} limbs");
+            }
+            if k > 0 {
+                let x = random_bits(64 * k as u64, &mut rng);
+                let y = random_bits(64 * k as u64, &mut rng);
+                for x in [x, all_ones.clone()] {
+                    let mut t = vec![0u64; 2 * k];
+                    product(&limbs(&x, k), &limbs(&y, k), &mut t);
+                    assert_eq!(t, limbs(&(&x * &y), 2 * k), "product, {k} limbs");
+                    let mut t = vec![0u64; 2 * k];
+                    square(&limbs(&x, k), &mut t);
+                    assert_eq!(t, limbs(&(&x * &x), 2 * k), "square, {k} limbs");
+                }
+            }
+        }
+    }
+}
