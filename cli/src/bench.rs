@@ -1,9 +1,12 @@
 //! `spddl bench crypto` and `spddl bench round`: what each cryptographic step costs on this
 //! machine, single thread and on every core, and how close a real round comes to its floor.
 //!
-//! `--json` prints one object per line in the shape of `shared/anchors/gmp_paillier.py`
-//! (`{"impl", "op", "bits", "threads", "ops_per_s"}`), so scripts can put the two side by
-//! side from one run.
+//! `--json` prints one object per line in the shape of `scripts/gmp_paillier.py` (a copy of
+//! `shared/anchors/gmp_paillier.py`): `{"impl", "op", "bits", "threads", "ops_per_s"}`, plus
+//! the kernel and why it was chosen, the CPU model and the features that choice depends on,
+//! the version, the number of operations timed (`samples`) and `anchor_op`, the GMP script's
+//! name for the same operation, so scripts can put the two side by side from one run
+//! (`scripts/gmp_paillier.py --compare`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -114,9 +117,16 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
+/// A measured rate and how many operations it was measured over.
+#[derive(Clone, Copy)]
+struct Figure {
+    per_s: f64,
+    samples: u64,
+}
+
 /// Runs `op` repeatedly for at least `min` and returns operations per second, where one call
 /// performs `per_call` operations.
-fn rate(min: Duration, per_call: usize, mut op: impl FnMut()) -> f64 {
+fn rate(min: Duration, per_call: usize, mut op: impl FnMut()) -> Figure {
     op(); // warm-up (and lazy tables)
     let start = Instant::now();
     let mut calls = 0u64;
@@ -124,7 +134,11 @@ fn rate(min: Duration, per_call: usize, mut op: impl FnMut()) -> f64 {
         op();
         calls += 1;
     }
-    (calls as f64 * per_call as f64) / start.elapsed().as_secs_f64()
+    let samples = calls * per_call as u64;
+    Figure {
+        per_s: samples as f64 / start.elapsed().as_secs_f64(),
+        samples,
+    }
 }
 
 /// Runs `f` on a pool of `threads` threads (rayon inside the library follows it).
@@ -138,17 +152,17 @@ fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T
 
 /// Single-thread and all-core rates of the primitives under one key.
 struct Rates {
-    encrypt: [f64; 2],
-    encrypt_textbook: [f64; 2],
-    add: f64,
-    sum: [f64; 2],
-    partial_decrypt: [f64; 2],
-    partial_decrypt_with_proof: [f64; 2],
-    verify_share: [f64; 2],
-    combine: [f64; 2],
-    modexp_full: f64,
-    signature_verify: f64,
-    signature_verify_batch: f64,
+    encrypt: [Figure; 2],
+    encrypt_textbook: [Figure; 2],
+    add: Figure,
+    sum: [Figure; 2],
+    partial_decrypt: [Figure; 2],
+    partial_decrypt_with_proof: [Figure; 2],
+    verify_share: [Figure; 2],
+    combine: [Figure; 2],
+    modexp_full: Figure,
+    signature_verify: Figure,
+    signature_verify_batch: Figure,
 }
 
 fn measure(
@@ -179,7 +193,7 @@ fn measure(
     let vectors: Vec<Vec<Ciphertext>> = (0..20).map(|_| cts.clone()).collect();
     let share = &shares[0];
 
-    let both = |per_call: usize, op: &(dyn Fn() + Sync)| -> Result<[f64; 2]> {
+    let both = |per_call: usize, op: &(dyn Fn() + Sync)| -> Result<[Figure; 2]> {
         Ok([
             on_threads(1, || rate(min, per_call, op))?,
             on_threads(cores, || rate(min, per_call, op))?,
@@ -272,7 +286,8 @@ fn measure(
 fn crypto(args: CryptoArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let min = Duration::from_secs_f64(args.seconds);
-    let kernel = KernelKind::best();
+    let (kernel, why) = KernelKind::choice();
+    let machine = Machine::this();
     let start = Instant::now();
     let dealer = Dealer::generate(args.bits, &mut rand::rng())?;
     let (pk, shares) = dealer.deal(args.threshold, args.holders, &mut rand::rng())?;
@@ -281,21 +296,30 @@ fn crypto(args: CryptoArgs) -> Result<()> {
     let table_bytes = pk.precompute_encryption_table();
     let r = measure(&pk, &shares, args.batch, min, cores)?;
 
-    let rows: Vec<(&str, [f64; 2])> = vec![
-        ("encrypt", r.encrypt),
-        ("encrypt_textbook", r.encrypt_textbook),
-        ("add", [r.add, f64::NAN]),
-        ("sum", r.sum),
-        ("partial_decrypt", r.partial_decrypt),
-        ("partial_decrypt_with_proof", r.partial_decrypt_with_proof),
-        ("verify_share", r.verify_share),
-        ("combine", r.combine),
-        ("modexp_full", [r.modexp_full, f64::NAN]),
-        ("signature_verify", [r.signature_verify, f64::NAN]),
+    let rows: Vec<(&str, Figure, Option<Figure>)> = vec![
+        ("encrypt", r.encrypt[0], Some(r.encrypt[1])),
         (
-            "signature_verify_batch",
-            [r.signature_verify_batch, f64::NAN],
+            "encrypt_textbook",
+            r.encrypt_textbook[0],
+            Some(r.encrypt_textbook[1]),
         ),
+        ("add", r.add, None),
+        ("sum", r.sum[0], Some(r.sum[1])),
+        (
+            "partial_decrypt",
+            r.partial_decrypt[0],
+            Some(r.partial_decrypt[1]),
+        ),
+        (
+            "partial_decrypt_with_proof",
+            r.partial_decrypt_with_proof[0],
+            Some(r.partial_decrypt_with_proof[1]),
+        ),
+        ("verify_share", r.verify_share[0], Some(r.verify_share[1])),
+        ("combine", r.combine[0], Some(r.combine[1])),
+        ("modexp_full", r.modexp_full, None),
+        ("signature_verify", r.signature_verify, None),
+        ("signature_verify_batch", r.signature_verify_batch, None),
     ];
 
     // Projected round (DESIGN §3 "Cost"): each client encrypts ⌈m/S⌉ ciphertexts, t holders
@@ -308,30 +332,39 @@ fn crypto(args: CryptoArgs) -> Result<()> {
     let per_client = args.params.div_ceil(packing.slots_per_plaintext() as u64) as f64;
     let clients = f64::from(args.clients);
     let t = f64::from(args.threshold);
-    let client_enc = per_client / r.encrypt[0];
-    let holder_dec = per_client / r.partial_decrypt_with_proof[0];
-    let verify = t * per_client / r.verify_share[0];
-    let combine = per_client / r.combine[0];
-    let fog = clients * per_client / r.sum[0];
+    let client_enc = per_client / r.encrypt[0].per_s;
+    let holder_dec = per_client / r.partial_decrypt_with_proof[0].per_s;
+    let verify = t * per_client / r.verify_share[0].per_s;
+    let combine = per_client / r.combine[0].per_s;
+    let fog = clients * per_client / r.sum[0].per_s;
     // One value per ciphertext with textbook encryption (python-paillier, FATE's horizontal
     // path): m encryptions at the textbook rate.
-    let naive_client_enc = args.params as f64 / r.encrypt_textbook[0];
+    let naive_client_enc = args.params as f64 / r.encrypt_textbook[0].per_s;
 
     if args.json {
-        let line = |op: &str, threads: usize, v: f64| {
-            if v.is_finite() {
-                println!(
-                    "{}",
-                    json!({"impl": "spddl", "kernel": kernel.name(), "op": op, "bits": args.bits,
-                           "parties": args.holders, "threads": threads,
-                           "ops_per_s": (v * 100.0).round() / 100.0})
-                );
+        let line = |op: &str, threads: usize, v: Figure| {
+            let mut o = json!({"impl": "spddl", "kernel": kernel.name(), "kernel_reason": why,
+                   "cpu": machine.cpu, "cpu_flags": machine.flags, "version": env!("CARGO_PKG_VERSION"),
+                   "op": op, "bits": args.bits, "parties": args.holders, "threads": threads,
+                   "samples": v.samples, "ops_per_s": (v.per_s * 100.0).round() / 100.0});
+            if let Some(anchor) = anchor_op(op) {
+                o["anchor_op"] = json!(anchor);
             }
+            println!("{o}");
         };
-        line("keygen", cores, 1.0 / keygen_s);
-        for (op, [one, all]) in &rows {
+        line(
+            "keygen",
+            cores,
+            Figure {
+                per_s: 1.0 / keygen_s,
+                samples: 1,
+            },
+        );
+        for (op, one, all) in &rows {
             line(op, 1, *one);
-            line(op, cores, *all);
+            if let Some(all) = all {
+                line(op, cores, *all);
+            }
         }
         println!(
             "{}",
@@ -347,13 +380,15 @@ fn crypto(args: CryptoArgs) -> Result<()> {
     }
 
     println!(
-        "spddl bench crypto: {}-bit n, t = {} of ℓ = {}, kernel {}, {} cores",
+        "spddl bench crypto {}: {}-bit n, t = {} of ℓ = {}, kernel {} ({why}), {} cores",
+        env!("CARGO_PKG_VERSION"),
         args.bits,
         args.threshold,
         args.holders,
         kernel.name(),
         cores
     );
+    println!("cpu: {}; {}", machine.cpu, machine.flags.join(" "));
     println!(
         "key generation (all cores): {keygen_s:.2} s; fixed-base table {:.1} MB",
         table_bytes as f64 / 1e6
@@ -366,18 +401,22 @@ fn crypto(args: CryptoArgs) -> Result<()> {
         format!("{cores} threads /s"),
         "speedup"
     );
-    for (op, [one, all]) in &rows {
-        if all.is_finite() {
-            println!("{op:<28} {one:>14.1} {all:>14.1} {:>7.2}×", all / one);
-        } else {
-            println!("{op:<28} {one:>14.1} {:>14} {:>8}", "", "");
+    for (op, one, all) in &rows {
+        let one = one.per_s;
+        match all {
+            Some(all) => println!(
+                "{op:<28} {one:>14.1} {:>14.1} {:>7.2}×",
+                all.per_s,
+                all.per_s / one
+            ),
+            None => println!("{op:<28} {one:>14.1} {:>14} {:>8}", "", ""),
         }
     }
     println!(
         "(per ciphertext or signature; sum counts multiplications; batches of {}; batch \
          signature verification {:.2}× one by one)",
         args.batch.max(2),
-        r.signature_verify_batch / r.signature_verify
+        r.signature_verify_batch.per_s / r.signature_verify.per_s
     );
     println!();
     println!(
@@ -408,6 +447,47 @@ fn crypto(args: CryptoArgs) -> Result<()> {
     Ok(())
 }
 
+/// The op of `scripts/gmp_paillier.py` (and `shared/anchors/gmp_paillier.py`) that measures
+/// the same operation as SPDDL's `op`; `sum` is compared with GMP's `add` (one product mod
+/// `n²` per added ciphertext).
+fn anchor_op(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "encrypt" => "enc_djn_fixedbase",
+        "encrypt_textbook" => "enc_textbook",
+        "add" | "sum" => "add",
+        "partial_decrypt" => "partial_dec",
+        "modexp_full" => "modexp_full",
+        _ => return None,
+    })
+}
+
+/// The processor, as reports name it.
+struct Machine {
+    /// `model name` of `/proc/cpuinfo` (Linux), else the architecture.
+    cpu: String,
+    /// The features the kernel choice depends on, `+name` present, `-name` absent.
+    flags: Vec<String>,
+}
+
+impl Machine {
+    fn this() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        let flags = spddl_crypto::mont::cpu_features()
+            .into_iter()
+            .map(|(name, has)| format!("{}{name}", if has { '+' } else { '-' }))
+            .collect();
+        Machine { cpu, flags }
+    }
+}
+
 fn round(args: RoundArgs) -> Result<()> {
     let mut scenario = crate::simulate::load_scenario(args.config.as_deref(), &args.set)?;
     scenario.rounds = args.rounds;
@@ -426,16 +506,17 @@ fn round(args: RoundArgs) -> Result<()> {
         }
     };
     say(format!(
-        "spddl bench round: scenario {}, {} rounds, {bits}-bit n, {t}-of-{l}, kernel {}, {cores} cores",
+        "spddl bench round: scenario {}, {} rounds, {bits}-bit n, {t}-of-{l}, kernel {} ({}), {cores} cores",
         scenario.name,
         args.rounds,
-        KernelKind::best().name()
+        KernelKind::choice().0.name(),
+        KernelKind::choice().1
     ));
     let r = measure(&pk, &shares, 32, min, cores)?;
     say(format!(
         "measured single-thread rates: encrypt {:.0}/s, partial decryption {:.1}/s \
          (with the batched proof {:.1}/s)",
-        r.encrypt[0], r.partial_decrypt[0], r.partial_decrypt_with_proof[0]
+        r.encrypt[0].per_s, r.partial_decrypt[0].per_s, r.partial_decrypt_with_proof[0].per_s
     ));
     let federation = driver::federation(&scenario)?;
     let parameters = federation.spec.num_params();
@@ -466,8 +547,8 @@ fn round(args: RoundArgs) -> Result<()> {
                 // The protocol's part of the round: everything but local training and
                 // evaluation.
                 protocol_s: m.encrypt_wall_s + m.fog_add_s + m.decrypt_wall_s + m.combine_s,
-                floor_s: (m.contributors as f64 * c / r.encrypt[0]
-                    + m.shares_computed as f64 * c / r.partial_decrypt[0])
+                floor_s: (m.contributors as f64 * c / r.encrypt[0].per_s
+                    + m.shares_computed as f64 * c / r.partial_decrypt[0].per_s)
                     / cores as f64,
                 peak_rss_kb: peak_rss_kb(),
             }

@@ -133,6 +133,28 @@ impl KernelKind {
     }
 }
 
+/// The processor features the kernel choice depends on, each with whether this processor has
+/// it (for reports): `avx512f`, `avx512ifma`, `bmi2`, `adx` on x86-64; none elsewhere (every
+/// other processor runs the portable kernel).
+pub fn cpu_features() -> Vec<(&'static str, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vec![
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            (
+                "avx512ifma",
+                std::arch::is_x86_feature_detected!("avx512ifma"),
+            ),
+            ("bmi2", std::arch::is_x86_feature_detected!("bmi2")),
+            ("adx", std::arch::is_x86_feature_detected!("adx")),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
 #[derive(Clone)]
 enum Kernel {
     Scalar(scalar::Scalar),
