@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::PublicKey;
-use spddl_proto::transport::{Security, TaskGuard, describe};
+use spddl_proto::transport::{Callers, Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender};
 use tokio::sync::watch;
@@ -101,6 +101,8 @@ struct Node {
     /// Channels to the fog workers, for audits.
     fog_stubs: Arc<BTreeMap<FogId, pb::fog_worker_client::FogWorkerClient<Channel>>>,
     audit_rate: f64,
+    /// Binds each call's certificate to the id it claims.
+    callers: Callers,
 }
 
 impl Inner {
@@ -361,8 +363,10 @@ impl pb::aggregator_server::Aggregator for Node {
         &self,
         request: Request<pb::GetFogRoundRequest>,
     ) -> Result<Response<pb::GetFogRoundResponse>, Status> {
+        let fog = FogId(request.get_ref().fog);
+        self.callers
+            .require(&request, Sender::Fog(fog), "GetFogRound")?;
         let request = request.into_inner();
-        let fog = FogId(request.fog);
         if self.registry.key_of(Sender::Fog(fog)).is_none() {
             warn!(%fog, "refused: unknown fog worker");
             return Err(Status::permission_denied(format!(
@@ -385,6 +389,9 @@ impl pb::aggregator_server::Aggregator for Node {
         &self,
         request: Request<pb::SubmitAggregateRequest>,
     ) -> Result<Response<pb::SubmitAggregateResponse>, Status> {
+        let claimed = request.get_ref().aggregate.as_ref().map_or(0, |a| a.fog);
+        self.callers
+            .require(&request, Sender::Fog(FogId(claimed)), "SubmitAggregate")?;
         let w = request
             .into_inner()
             .aggregate
@@ -456,7 +463,9 @@ impl pb::client_rounds_server::ClientRounds for Node {
         &self,
         request: Request<pb::GetRoundRequest>,
     ) -> Result<Response<pb::GetRoundResponse>, Status> {
-        let client = ClientId(request.into_inner().client);
+        let client = ClientId(request.get_ref().client);
+        self.callers
+            .require(&request, Sender::Client(client), "GetRound")?;
         if self.registry.key_of(Sender::Client(client)).is_none() {
             warn!(%client, "refused: unregistered client identity");
             return Err(Status::permission_denied(format!(
@@ -495,11 +504,13 @@ impl pb::key_holders_server::KeyHolders for Node {
         &self,
         request: Request<pb::GetDecryptionRequestRequest>,
     ) -> Result<Response<pb::GetDecryptionRequestResponse>, Status> {
-        let index = u64::from(request.into_inner().holder);
+        let index = u64::from(request.get_ref().holder);
         let holder = self
             .pk
             .share_index(index)
             .map_err(|e| Status::invalid_argument(format!("holder {index}: {e}")))?;
+        self.callers
+            .require(&request, Sender::Holder(holder), "GetDecryptionRequest")?;
         if self.registry.key_of(Sender::Holder(holder)).is_none() {
             warn!(%holder, "refused: unknown key holder");
             return Err(Status::permission_denied(format!(
@@ -521,6 +532,13 @@ impl pb::key_holders_server::KeyHolders for Node {
         &self,
         request: Request<pb::SubmitShareRequest>,
     ) -> Result<Response<pb::SubmitShareResponse>, Status> {
+        let index = request.get_ref().share.as_ref().map_or(0, |s| s.holder);
+        let holder = self
+            .pk
+            .share_index(u64::from(index))
+            .map_err(|e| Status::invalid_argument(format!("SubmitShare: holder {index}: {e}")))?;
+        self.callers
+            .require(&request, Sender::Holder(holder), "SubmitShare")?;
         let w = request
             .into_inner()
             .share
@@ -703,6 +721,7 @@ pub async fn serve(
         registry: registry.clone(),
         fog_stubs: Arc::new(fog_stubs),
         audit_rate: setup.audit_rate,
+        callers: Callers::new(&setup.security, registry.clone()),
     };
 
     // Deadlines.

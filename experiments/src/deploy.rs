@@ -36,7 +36,7 @@ use spddl_crypto::identity::{SigningKey, VerifyingKey};
 use spddl_crypto::paillier::{Dealer, KeyShare, PublicKey};
 use spddl_fog_worker::grpc::FogSetup;
 use spddl_proto::transport::{Security, TlsFiles, TlsPaths};
-use spddl_proto::{ClientId, FogId, Registry};
+use spddl_proto::{ClientId, FogId, Registry, Sender};
 
 use crate::driver::{federation, round_config, strategy};
 use crate::scenario::Scenario;
@@ -53,6 +53,35 @@ pub struct RegistryFile {
     pub clients: std::collections::BTreeMap<u32, String>,
     /// Key holders by share index.
     pub holders: std::collections::BTreeMap<u16, String>,
+    /// SHA-256 (hex) of each participant's TLS certificate, by participant (`aggregator`,
+    /// `fog-<f>`, `client-<k>`, `holder-<i>`): a connection speaks only for the participant
+    /// its certificate is bound to here.
+    #[serde(default)]
+    pub certificates: std::collections::BTreeMap<String, String>,
+}
+
+/// A participant's name in a deployment (`aggregator`, `fog-0`, `client-3`, `holder-2`) as
+/// the sender it is.
+fn sender_named(name: &str, pk: &PublicKey) -> Result<Sender> {
+    let bad = || {
+        anyhow::anyhow!(
+            "registry: certificates: `{name}` names no participant (aggregator, fog-<f>, client-<k>, holder-<i>)"
+        )
+    };
+    if name == "aggregator" {
+        return Ok(Sender::Aggregator);
+    }
+    let (kind, id) = name.rsplit_once('-').ok_or_else(bad)?;
+    let id: u32 = id.parse().map_err(|_| bad())?;
+    Ok(match kind {
+        "fog" => Sender::Fog(FogId(id)),
+        "client" => Sender::Client(ClientId(id)),
+        "holder" => Sender::Holder(
+            pk.share_index(u64::from(id))
+                .with_context(|| format!("registry: certificates: {name}"))?,
+        ),
+        _ => return Err(bad()),
+    })
 }
 
 fn verifying_key(hex_key: &str, who: &str) -> Result<VerifyingKey> {
@@ -84,6 +113,21 @@ impl RegistryFile {
                 .with_context(|| format!("registry: holder {h}"))?;
             r.holders
                 .insert(index, verifying_key(k, &format!("holder {h}"))?);
+        }
+        for (name, fp) in &self.certificates {
+            let sender = sender_named(name, pk)?;
+            if r.key_of(sender).is_none() {
+                bail!("registry: certificates: {name} has a certificate but no identity");
+            }
+            let fp: [u8; 32] = hex::decode(fp)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| {
+                    format!("registry: certificates: {name}: not a 32-byte hex SHA-256")
+                })?;
+            if let Some(other) = r.certificates.insert(fp, sender) {
+                bail!("registry: certificates: {name} and {other} have the same certificate");
+            }
         }
         Ok(r)
     }
@@ -282,6 +326,18 @@ fn security(base: &Path, tls: Option<&TlsPaths>, insecure: bool) -> Result<Secur
     Ok(Security::MutualTls(files))
 }
 
+/// A serving process under mutual TLS needs the registry's certificate bindings: without them
+/// it could not tell which participant a connection speaks for, and refuses every call.
+fn require_certificates(config: &Path, registry: &Registry, security: &Security) -> Result<()> {
+    if matches!(security, Security::MutualTls(_)) && registry.certificates.is_empty() {
+        bail!(
+            "{}: the registry binds no TLS certificate to a participant (`certificates` in registry.json), so every call would be refused; write the deployment anew with `spddl deploy init`",
+            config.display()
+        );
+    }
+    Ok(())
+}
+
 fn socket(addr: &str) -> Result<SocketAddr> {
     addr.parse()
         .with_context(|| format!("`{addr}`: not an ip:port to listen on"))
@@ -325,6 +381,8 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
         let m = model.evaluate(test.features().view(), test.labels()).ok()?;
         Some(f64::from(m.accuracy))
     });
+    let security = security(&dir, f.tls.as_ref(), insecure)?;
+    require_certificates(config, &registry, &security)?;
     Ok(AggregatorSetup {
         pk,
         key,
@@ -344,7 +402,7 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
             .map(|e| (FogId(e.id), e.address.clone()))
             .collect(),
         listen: socket(&f.listen)?,
-        security: security(&dir, f.tls.as_ref(), insecure)?,
+        security,
         state: dir.join(&f.state),
         evaluate: Some(evaluate),
         linger: Duration::from_secs_f64(f.linger_s),
@@ -382,6 +440,8 @@ pub fn fog_setup(config: &Path, insecure: bool) -> Result<FogSetup> {
             f.id
         );
     }
+    let security = security(&dir, f.tls.as_ref(), insecure)?;
+    require_certificates(config, &registry, &security)?;
     Ok(FogSetup {
         pk,
         fog: FogId(f.id),
@@ -389,7 +449,7 @@ pub fn fog_setup(config: &Path, insecure: bool) -> Result<FogSetup> {
         registry,
         aggregator: f.aggregator,
         listen: socket(&f.listen)?,
-        security: security(&dir, f.tls.as_ref(), insecure)?,
+        security,
     })
 }
 
@@ -527,7 +587,7 @@ impl Tls {
     }
 
     /// A certificate for `name`, valid as server and client for `host` (and localhost).
-    fn leaf(&self, name: &str, host: &str) -> Result<(String, String)> {
+    fn leaf(&self, name: &str, host: &str) -> Result<(String, String, String)> {
         let mut sans = vec![host.to_string()];
         if host != "localhost" {
             sans.push("localhost".into());
@@ -542,7 +602,8 @@ impl Tls {
         ];
         let key = rcgen::KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.ca)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        let fingerprint = hex::encode(Registry::certificate_fingerprint(cert.der()));
+        Ok((cert.pem(), key.serialize_pem(), fingerprint))
     }
 }
 
@@ -606,14 +667,16 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
         tls.ca.key().serialize_pem().as_bytes(),
     )?;
     let mut registry = RegistryFile::default();
-    let identity = |name: &str| -> Result<String> {
+    let mut certificates = std::collections::BTreeMap::new();
+    let mut identity = |name: &str| -> Result<String> {
         let key = SigningKey::generate(&mut rand::rng());
         let hex_key = zeroize::Zeroizing::new(hex::encode(*key.to_bytes()));
         write_secret_file(
             &out.join(format!("identities/{name}.key")),
             hex_key.as_bytes(),
         )?;
-        let (cert, tls_key) = tls.leaf(name, &opts.host)?;
+        let (cert, tls_key, fingerprint) = tls.leaf(name, &opts.host)?;
+        certificates.insert(name.to_string(), fingerprint);
         std::fs::write(out.join(format!("tls/{name}.pem")), cert)?;
         write_secret_file(&out.join(format!("tls/{name}.key")), tls_key.as_bytes())?;
         Ok(hex::encode(key.verifying_key().to_bytes()))
@@ -633,6 +696,7 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
             .holders
             .insert(i, identity(&format!("holder-{i}"))?);
     }
+    registry.certificates = certificates;
     std::fs::write(
         out.join("registry.json"),
         serde_json::to_string_pretty(&registry)?,

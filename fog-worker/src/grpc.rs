@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::PublicKey;
-use spddl_proto::transport::{Backoff, Security, TaskGuard, describe};
+use spddl_proto::transport::{Backoff, Callers, Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
-use spddl_proto::{ClientId, FogId, Registry, RoundId, Upload};
+use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender, Upload};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
@@ -65,6 +65,8 @@ struct Node {
     current: Arc<Mutex<Option<Current>>>,
     /// Uploads in the batch being forwarded (accepted, not yet stored at the aggregator).
     forwarding: Arc<AtomicUsize>,
+    /// Binds each call's certificate to the id it claims.
+    callers: Callers,
 }
 
 impl Node {
@@ -96,6 +98,9 @@ impl pb::fog_worker_server::FogWorker for Node {
         request: Request<pb::SubmitUploadRequest>,
     ) -> Result<Response<pb::SubmitUploadResponse>, Status> {
         let fog = self.fog;
+        let claimed = ClientId(request.get_ref().upload.as_ref().map_or(0, |u| u.client));
+        self.callers
+            .require(&request, Sender::Client(claimed), "SubmitUpload")?;
         let w = request
             .into_inner()
             .upload
@@ -142,16 +147,20 @@ impl pb::fog_worker_server::FogWorker for Node {
         &self,
         request: Request<pb::GetUploadsRequest>,
     ) -> Result<Response<pb::GetUploadsResponse>, Status> {
+        // The signed uploads are for the aggregator's audit only.
+        self.callers
+            .require(&request, Sender::Aggregator, "GetUploads")?;
         let request = request.into_inner();
+        let asked: std::collections::BTreeSet<ClientId> =
+            request.clients.iter().map(|c| ClientId(*c)).collect();
         let guard = self
             .current
             .lock()
             .map_err(|_| Status::internal("fog state poisoned"))?;
         let uploads = match guard.as_ref() {
-            Some(c) if c.round.round().0 == request.round => request
-                .clients
+            Some(c) if c.round.round().0 == request.round => asked
                 .iter()
-                .filter_map(|id| c.accepted.get(&spddl_proto::ClientId(*id)))
+                .filter_map(|id| c.accepted.get(id))
                 .map(|u| wire::upload_to_wire(&self.pk, u))
                 .collect(),
             _ => Vec::new(),
@@ -373,10 +382,12 @@ pub async fn serve(
     let aggregator = pb::aggregator_client::AggregatorClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let registry = Arc::new(setup.registry);
     let node = Node {
         pk: setup.pk.clone(),
         fog,
-        registry: Arc::new(setup.registry),
+        callers: Callers::new(&setup.security, registry.clone()),
+        registry,
         current: Arc::new(Mutex::new(None)),
         forwarding: Arc::new(AtomicUsize::new(0)),
     };

@@ -54,9 +54,26 @@ pub struct Registry {
     pub fogs: BTreeMap<FogId, VerifyingKey>,
     /// Key-share holders by share index.
     pub holders: BTreeMap<ShareIndex, VerifyingKey>,
+    /// Whose TLS certificate is whose: SHA-256 of each participant's DER certificate, bound
+    /// to its protocol identity at `deploy init`. A connection speaks only for the sender its
+    /// certificate maps to (DESIGN §6: a participant's certificate speaks only for its own id).
+    pub certificates: BTreeMap<[u8; 32], Sender>,
 }
 
 impl Registry {
+    /// SHA-256 of a DER certificate: the key of [`Registry::certificates`].
+    pub fn certificate_fingerprint(der: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(der).into()
+    }
+
+    /// The participant a DER certificate was issued to, if it is registered.
+    pub fn sender_of_certificate(&self, der: &[u8]) -> Option<Sender> {
+        self.certificates
+            .get(&Self::certificate_fingerprint(der))
+            .copied()
+    }
+
     /// The verifying key of a sender, if registered.
     pub fn key_of(&self, sender: Sender) -> Option<&VerifyingKey> {
         match sender {

@@ -341,3 +341,80 @@ impl Drop for TaskGuard {
         }
     }
 }
+
+/// Binds a connection's identity to the protocol identity a request claims (DESIGN §6: a
+/// participant's certificate speaks only for its own id). Every handler that reads an id from
+/// a request — a fog, client or holder number, an upload's or share's sender — passes it to
+/// [`Callers::require`] before anything else, so a member of the deployment cannot speak as
+/// another one, whatever its certificate's CA.
+#[derive(Debug, Clone)]
+pub struct Callers {
+    registry: Arc<crate::Registry>,
+    tls: bool,
+}
+
+impl Callers {
+    /// Checks callers against `registry`'s certificate fingerprints under mutual TLS; under
+    /// [`Security::Insecure`] (debugging only) no certificate exists and every claim passes.
+    pub fn new(security: &Security, registry: Arc<crate::Registry>) -> Self {
+        Callers {
+            registry,
+            tls: matches!(security, Security::MutualTls(_)),
+        }
+    }
+
+    /// The registered participant whose certificate made `request`: `Ok(None)` without TLS,
+    /// `PermissionDenied` for a certificate the registry does not bind to anyone.
+    pub fn caller<T>(
+        &self,
+        request: &tonic::Request<T>,
+        rpc: &str,
+    ) -> Result<Option<crate::Sender>, tonic::Status> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown address".to_string(), |a| a.to_string());
+        let certs = request.peer_certs();
+        let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+            warn!(%peer, "{rpc}: refused: no client certificate");
+            return Err(tonic::Status::permission_denied(format!(
+                "{rpc}: no client certificate"
+            )));
+        };
+        match self.registry.sender_of_certificate(leaf.as_ref()) {
+            Some(sender) => Ok(Some(sender)),
+            None => {
+                let fp = crate::Registry::certificate_fingerprint(leaf.as_ref());
+                let short: String = fp[..8].iter().map(|b| format!("{b:02x}")).collect();
+                warn!(%peer, "{rpc}: refused: certificate {short}… is not bound to any participant in the registry");
+                Err(tonic::Status::permission_denied(format!(
+                    "{rpc}: certificate {short}… is not bound to any participant in the registry"
+                )))
+            }
+        }
+    }
+
+    /// Refuses `request` with `PermissionDenied` naming both ids, and logs it, unless its
+    /// certificate is `claimed`'s.
+    pub fn require<T>(
+        &self,
+        request: &tonic::Request<T>,
+        claimed: crate::Sender,
+        rpc: &str,
+    ) -> Result<(), tonic::Status> {
+        match self.caller(request, rpc)? {
+            None => Ok(()),
+            Some(actual) if actual == claimed => Ok(()),
+            Some(actual) => {
+                let peer = request
+                    .remote_addr()
+                    .map_or_else(|| "unknown address".to_string(), |a| a.to_string());
+                let msg = format!("{rpc}: {actual}'s certificate cannot speak as {claimed}");
+                warn!(%peer, "refused: {msg}");
+                Err(tonic::Status::permission_denied(msg))
+            }
+        }
+    }
+}
