@@ -199,6 +199,8 @@ proptest! {
             let xt = ctx.to_mont(&x);
             prop_assert_eq!(ctx.from_mont(&ctx.mul(&xt, &ctx.to_mont(&y))), xy.clone(), "{} mul", name);
             prop_assert_eq!(ctx.from_mont(&ctx.sqr(&xt)), xx.clone(), "{} sqr", name);
+            prop_assert_eq!(ctx.mul_mod(&x, &y), xy.clone(), "{} mul_mod", name);
+            prop_assert_eq!(ctx.mul_mod(&(&n - 1u32), &(&n - 1u32)), BigUint::one(), "{} mul_mod", name);
             prop_assert_eq!(ctx.pow_mod(&x, &e), xe.clone(), "{} pow", name);
         }
     }

@@ -46,6 +46,8 @@ pub(super) struct Mulx {
     n: Box<[u64]>,
     /// `−N⁻¹ mod 2⁶⁴`.
     n0: u64,
+    /// Barrett's `μ = ⌊2^{128s}/N⌋`, `s + 1` limbs, for [`Mulx::mul_mod`].
+    mu: Box<[u64]>,
 }
 
 impl Mulx {
@@ -56,7 +58,10 @@ impl Mulx {
         }
         let n = super::scalar::limbs_of(modulus, modulus.bits().div_ceil(64) as usize);
         let n0 = neg_inverse_mod_word(n[0]);
-        Some(Mulx { n, n0 })
+        let s = n.len();
+        // N ≥ 2^{64(s−1)} and N odd, so μ < 2^{64(s+1)}
+        let mu = super::scalar::limbs_of(&((BigUint::from(1u32) << (128 * s)) / modulus), s + 1);
+        Some(Mulx { n, n0, mu })
     }
 
     /// Words per residue; `R = 2^{64·width}`.
@@ -87,6 +92,58 @@ impl Mulx {
             square(a, t);
             self.redc(t, out);
         });
+    }
+
+    /// `out = a·b mod N` for `a, b < N` (ordinary residues, fully reduced): the product and
+    /// one Barrett reduction (Menezes, van Oorschot and Vanstone, *Handbook of Applied
+    /// Cryptography*, algorithm 14.42), about `2s²` limb products where two Montgomery
+    /// products (into and out of the form) cost `4s²`.
+    pub(super) fn mul_mod(&self, a: &[u64], b: &[u64], out: &mut [u64]) {
+        let s = self.width();
+        assert!(
+            a.len() == s && b.len() == s && out.len() == s,
+            "operands of {s} limbs"
+        );
+        // T = a·b, then q₁ = ⌊T / 2^{64(s−1)}⌋ (s + 1 limbs), q̂ ≈ ⌊q₁·μ / 2^{64(s+1)}⌋ from
+        // the columns ≥ s − 1 of q₁·μ only (the dropped columns make q̂ at most 2 smaller than
+        // ⌊T/N⌋, fixed by the subtractions at the end), r = T − q̂·N mod 2^{64(s+1)}.
+        let mut buf = vec![0u64; 2 * s + (2 * s + 2) + 3 * (s + 1)];
+        let (t, rest) = buf.split_at_mut(2 * s);
+        let (p, rest) = rest.split_at_mut(2 * s + 2);
+        let (r, rest) = rest.split_at_mut(s + 1);
+        let (n_ext, r2) = rest.split_at_mut(s + 1);
+        product(a, b, t);
+        let q1 = &t[s - 1..];
+        for (i, &qi) in q1.iter().enumerate() {
+            // row i adds q1_i·μ_j at column i + j; keep j ≥ s − 1 − i
+            let j0 = (s - 1).saturating_sub(i);
+            p[i + s + 1] = addmul_row(&mut p[i + j0..i + s + 1], &self.mu[j0..], qi);
+        }
+        let q = &p[s + 1..];
+        // r₂ = q̂·N mod 2^{64(s+1)}: row i keeps columns below s + 1
+        n_ext[..s].copy_from_slice(&self.n);
+        for (i, &qi) in q.iter().enumerate() {
+            addmul_row(&mut r2[i..], &n_ext[..s + 1 - i], qi);
+        }
+        // r = T mod 2^{64(s+1)} − r₂, wrapping: the true difference is in [0, 3N)
+        let mut borrow = false;
+        for ((o, &x), &y) in r.iter_mut().zip(&t[..s + 1]).zip(r2.iter()) {
+            let (d, b1) = x.overflowing_sub(y);
+            let (d, b2) = d.overflowing_sub(borrow as u64);
+            *o = d;
+            borrow = b1 | b2;
+        }
+        n_ext[s] = 0;
+        while !less_than(r, n_ext) {
+            let mut borrow = false;
+            for (o, &nj) in r.iter_mut().zip(n_ext.iter()) {
+                let (d, b1) = o.overflowing_sub(nj);
+                let (d, b2) = d.overflowing_sub(borrow as u64);
+                *o = d;
+                borrow = b1 | b2;
+            }
+        }
+        out.copy_from_slice(&r[..s]);
     }
 
     /// Runs `f` on a zeroed buffer of `2s` limbs.
@@ -163,6 +220,16 @@ fn square(a: &[u64], t: &mut [u64]) {
         carry = c3 | c4;
     }
     debug_assert!(!carry && shifted_out == 0, "a² fits in 2s limbs");
+}
+
+/// `x < y` for equally long little-endian limbs.
+fn less_than(x: &[u64], y: &[u64]) -> bool {
+    for j in (0..x.len()).rev() {
+        if x[j] != y[j] {
+            return x[j] < y[j];
+        }
+    }
+    false
 }
 
 /// `out − N` when `top·2^{64s} + out ≥ N`, else `out` unchanged.
