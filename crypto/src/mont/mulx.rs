@@ -150,7 +150,15 @@ impl Mulx {
     #[inline]
     fn with_scratch(&self, f: impl FnOnce(&mut [u64])) {
         let len = 2 * self.width();
-        if len <= STACK_LIMBS {
+        // Zeroing costs a store per limb: size the stack buffer to the common key sizes
+        // (n² of 1024/2048/3072/4096-bit n).
+        if len <= 128 {
+            let mut stack = [0u64; 128];
+            f(&mut stack[..len]);
+        } else if len <= 192 {
+            let mut stack = [0u64; 192];
+            f(&mut stack[..len]);
+        } else if len <= STACK_LIMBS {
             let mut stack = [0u64; STACK_LIMBS];
             f(&mut stack[..len]);
         } else {
@@ -269,46 +277,61 @@ fn addmul_row(t: &mut [u64], a: &[u64], b: u64) -> u64 {
     //   mulx hi_j, lo_j, a_j      (rdx = b; flags untouched)
     //   adcx lo_j, t_j            (CF chain: the accumulator)
     //   adox lo_j, hi_{j−1}       (OF chain: the previous high word)
-    // hi alternates between r8 and r9 so that hi_{j−1} is still live. The loops count with
-    // `lea` and test with `jrcxz`, which leave CF and OF alone, so both chains run through
-    // the whole row; `k mod 4` single limbs first, then blocks of four.
-    //
+    // hi alternates between r8 and r9 so that hi_{j−1} is still live. The loop counts with
+    // `lea` and tests with `jrcxz`, which leave CF and OF alone, so both chains run through
+    // the whole row. Blocks of four limbs; a row of k limbs runs ⌈k/4⌉ blocks and enters the
+    // first one at limb `skip = 4⌈k/4⌉ − k` (one jump, instead of a loop of single limbs
+    // whose varying trip count the squaring's rows mispredict), with both pointers moved
+    // back by `skip` limbs so that the first limb run reads `a_0` and `t_0`.
+    let blocks = k.div_ceil(4);
+    let skip = 4 * blocks - k;
     // SAFETY: `Mulx::new` returns a kernel only on processors with BMI2 (mulx) and ADX
     // (adcx, adox), and every caller holds a `Mulx`. The block reads `a[0..k]` (checked above:
-    // `a.len() ≥ k`) and reads and writes `t[0..k]`, a unique borrow; the pointers advance by
-    // exactly `k` limbs. No stack use; all clobbered registers are declared.
+    // `a.len() ≥ k`) and reads and writes `t[0..k]`, a unique borrow: the pointers start
+    // `skip` limbs early (computed with wrapping arithmetic, never dereferenced there: the
+    // entry jump passes over exactly those `skip` limbs) and the loop touches offsets
+    // `skip..4⌈k/4⌉`, i.e. limbs `0..k`. No stack use; all clobbered registers are declared.
     unsafe {
         std::arch::asm!(
+            "cmp {skip}, 1",
+            "je 7f",
+            "cmp {skip}, 2",
+            "je 8f",
+            "cmp {skip}, 3",
+            "je 9f",
+            // xor clears CF and OF as well as the previous high word
+            "xor r8d, r8d",
             "xor r9d, r9d",
-            "mov rcx, {single}",
-            "jrcxz 4f",
-            "5:",
-            "mulx r8, r10, qword ptr [{a}]",
-            "adcx r10, qword ptr [{t}]",
-            "adox r10, r9",
-            "mov qword ptr [{t}], r10",
-            "mov r9, r8",
-            "lea {a}, [{a} + 8]",
-            "lea {t}, [{t} + 8]",
-            "lea rcx, [rcx - 1]",
-            "jrcxz 4f",
-            "jmp 5b",
-            "4:",
-            "mov rcx, {blocks}",
-            "jrcxz 3f",
+            "jmp 20f",
+            "7:",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "jmp 21f",
+            "8:",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "jmp 22f",
+            "9:",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "jmp 23f",
             "2:",
+            "20:",
             "mulx r8, r10, qword ptr [{a}]",
             "adcx r10, qword ptr [{t}]",
             "adox r10, r9",
             "mov qword ptr [{t}], r10",
+            "21:",
             "mulx r9, r10, qword ptr [{a} + 8]",
             "adcx r10, qword ptr [{t} + 8]",
             "adox r10, r8",
             "mov qword ptr [{t} + 8], r10",
+            "22:",
             "mulx r8, r10, qword ptr [{a} + 16]",
             "adcx r10, qword ptr [{t} + 16]",
             "adox r10, r9",
             "mov qword ptr [{t} + 16], r10",
+            "23:",
             "mulx r9, r10, qword ptr [{a} + 24]",
             "adcx r10, qword ptr [{t} + 24]",
             "adox r10, r8",
@@ -323,12 +346,11 @@ fn addmul_row(t: &mut [u64], a: &[u64], b: u64) -> u64 {
             "mov r10d, 0",
             "adcx r9, r10",
             "adox r9, r10",
-            a = inout(reg) a.as_ptr() => _,
-            t = inout(reg) t.as_mut_ptr() => _,
-            single = in(reg) k % 4,
-            blocks = in(reg) k / 4,
+            a = inout(reg) a.as_ptr().wrapping_sub(skip) => _,
+            t = inout(reg) t.as_mut_ptr().wrapping_sub(skip) => _,
+            skip = in(reg) skip,
+            inout("rcx") blocks => _,
             in("rdx") b,
-            out("rcx") _,
             out("r8") _,
             out("r9") carry,
             out("r10") _,
