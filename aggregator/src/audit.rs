@@ -3,9 +3,8 @@
 //! that added a ciphertext twice, dropped one from the sum, or listed a client (or a weight)
 //! without that client's signed upload is caught and blamed; an honest fog always passes.
 //!
-//! The audit costs the bandwidth of the uploads it covers, so deployments choose how often to
-//! run it (`audit_rate`): every aggregate makes cheating impossible to hide, a fraction `p`
-//! catches a fog that cheats in `k` aggregates with probability `1 − (1 − p)^k`.
+//! Every aggregate is audited: the aggregator needs the uploads anyway, since the key holders
+//! decrypt only a product they recompute from client-signed uploads (DESIGN §6).
 
 use std::collections::BTreeMap;
 
@@ -143,7 +142,7 @@ mod tests {
             Upload::sign(
                 &self.pk,
                 &self.keys[client as usize],
-                RoundId(2),
+                &spddl_proto::RoundConfig::example(RoundId(2)),
                 ClientId(client),
                 u64::from(client) + 1,
                 cts,

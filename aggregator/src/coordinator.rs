@@ -18,6 +18,7 @@ use spddl_crypto::identity::{Signature, SigningKey};
 use spddl_crypto::paillier::{PublicKey, ShareIndex};
 use spddl_proto::{
     ClientId, DecryptionRequest, FogAggregate, Registry, RoundConfig, RoundId, ShareResponse,
+    Upload,
 };
 
 use crate::{AggregatorError, Assignment, Collecting, Decrypting, RoundOutcome, Strategy};
@@ -277,10 +278,12 @@ impl Coordinator {
         }
     }
 
-    /// Checks and keeps a fog aggregate (see [`Collecting::receive`]).
+    /// Checks and keeps a fog aggregate with the signed uploads behind it (see
+    /// [`Collecting::receive`]).
     pub fn receive_aggregate(
         &mut self,
         agg: FogAggregate,
+        uploads: Vec<Upload>,
         now_ms: u64,
     ) -> Result<Vec<Event>, AggregatorError> {
         let Phase::Collecting(c) = &mut self.phase else {
@@ -296,7 +299,7 @@ impl Coordinator {
                 expected: self.round,
             });
         }
-        c.receive(agg)?;
+        c.receive(agg, uploads)?;
         Ok(self.tick(now_ms))
     }
 

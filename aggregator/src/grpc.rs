@@ -54,9 +54,6 @@ pub struct AggregatorSetup {
     pub evaluate: Option<Evaluator>,
     /// How long to keep serving after the last round, so polling peers learn the run is over.
     pub linger: Duration,
-    /// Fraction of fog aggregates audited against the signed uploads behind them
-    /// ([`crate::audit`]); 1 audits every one.
-    pub audit_rate: f64,
 }
 
 impl std::fmt::Debug for AggregatorSetup {
@@ -100,7 +97,6 @@ struct Node {
     registry: Arc<Registry>,
     /// Channels to the fog workers, for audits.
     fog_stubs: Arc<BTreeMap<FogId, pb::fog_worker_client::FogWorkerClient<Channel>>>,
-    audit_rate: f64,
     /// Binds each call's certificate to the id it claims.
     callers: Callers,
 }
@@ -303,57 +299,44 @@ impl Node {
             .map_err(|_| Status::internal("aggregator state poisoned"))
     }
 
-    /// Fetches the signed uploads behind `agg` from its fog and recomputes it. A mismatch
-    /// blames the fog (no more clients, no more aggregates) and refuses the aggregate; a fog
-    /// that cannot be asked makes the call fail as unavailable, so the fog retries.
-    async fn audit(&self, agg: &spddl_proto::FogAggregate) -> Result<(), Status> {
+    /// Fetches the signed uploads behind `agg` from its fog, in pages that each fit one
+    /// message. A fog that cannot be asked, or shows malformed uploads, makes the call fail as
+    /// unavailable (no blame: nothing here is signed yet), so the fog retries; the core audits
+    /// what it showed once the aggregate's own signature has checked out.
+    async fn uploads_behind(
+        &self,
+        agg: &spddl_proto::FogAggregate,
+    ) -> Result<Vec<spddl_proto::Upload>, Status> {
         let fog = agg.fog;
         let Some(stub) = self.fog_stubs.get(&fog) else {
             return Err(Status::permission_denied(format!(
                 "{fog}: unknown fog worker"
             )));
         };
-        let reply = stub
-            .clone()
-            .get_uploads(pb::GetUploadsRequest {
-                round: agg.round.0,
-                clients: agg.contributors.iter().map(|(c, _)| c.0).collect(),
-            })
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "{fog}: cannot audit the aggregate: {}",
-                    describe(&e)
-                ))
-            })?
-            .into_inner();
-        let pk = self.pk.clone();
-        let registry = self.registry.clone();
-        let round = agg.round;
-        let agg = agg.clone();
-        let verdict = tokio::task::spawn_blocking(move || {
-            let uploads = reply
-                .uploads
-                .iter()
-                .map(|w| wire::upload_from_wire(&pk, w))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| AggregatorError::AuditFailed {
-                    fog: agg.fog,
-                    reason: format!("an upload it showed is malformed: {e}"),
-                })?;
-            crate::audit(&pk, &registry, &agg, &uploads)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-        if let Err(e) = verdict {
-            warn!(%fog, %round, "{e}; excluded for the rest of the run");
-            let mut inner = self.lock()?;
-            if let Some(f) = inner.fogs.iter_mut().find(|f| f.id == fog) {
-                f.blamed = Some(e.to_string());
+        let page = wire::uploads_per_page(&self.pk, agg.ciphertexts.len());
+        let mut uploads = Vec::with_capacity(agg.contributors.len());
+        for clients in agg.contributors.chunks(page) {
+            let reply = stub
+                .clone()
+                .get_uploads(pb::GetUploadsRequest {
+                    round: agg.round.0,
+                    clients: clients.iter().map(|(c, _)| c.0).collect(),
+                })
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!(
+                        "{fog}: cannot fetch the uploads behind the aggregate: {}",
+                        describe(&e)
+                    ))
+                })?
+                .into_inner();
+            for w in &reply.uploads {
+                uploads.push(wire::upload_from_wire(&self.pk, w).map_err(|e| {
+                    Status::unavailable(format!("{fog}: an upload it showed is malformed: {e}"))
+                })?);
             }
-            return Err(Status::permission_denied(e.to_string()));
         }
-        Ok(())
+        Ok(uploads)
     }
 }
 
@@ -413,26 +396,31 @@ impl pb::aggregator_server::Aggregator for Node {
                 "{fog}: excluded for the rest of the run: {reason}"
             )));
         }
-        if self.audit_rate > 0.0 && rand::random::<f64>() < self.audit_rate {
-            self.audit(&agg).await?;
-        }
-        let bytes = prost::Message::encode_to_vec(&w);
+        let uploads = self.uploads_behind(&agg).await?;
+        let stored = prost::Message::encode_to_vec(&pb::AuditedAggregate {
+            aggregate: Some(w),
+            uploads: uploads
+                .iter()
+                .map(|u| wire::upload_to_wire(&self.pk, u))
+                .collect(),
+        });
         let registry = self.registry.clone();
         let inner = self.inner.clone();
-        // Checking signatures and adding ciphertexts is CPU work: off the async threads.
+        // Checking signatures, auditing and adding ciphertexts is CPU work: off the async
+        // threads.
         tokio::task::spawn_blocking(move || {
             let mut inner = inner
                 .lock()
                 .map_err(|_| Status::internal("aggregator state poisoned"))?;
             let now = inner.now_ms();
             let n = agg.contributors.len();
-            match inner.coord.receive_aggregate(agg, now) {
+            match inner.coord.receive_aggregate(agg, uploads, now) {
                 Ok(events) => {
                     inner
                         .store
-                        .add_aggregate(round, &bytes)
+                        .add_aggregate(round, &stored)
                         .map_err(|e| Status::internal(e.to_string()))?;
-                    info!(%fog, %round, contributors = n, "aggregate stored");
+                    info!(%fog, %round, contributors = n, "aggregate audited and stored");
                     inner.handle(events, &registry);
                     Ok(Response::new(pb::SubmitAggregateResponse {
                         already_counted: vec![],
@@ -445,6 +433,15 @@ impl pb::aggregator_server::Aggregator for Node {
                         already_counted: clients.iter().map(|c| c.0).collect(),
                         accepted: false,
                     }))
+                }
+                Err(e @ AggregatorError::AuditFailed { .. }) => {
+                    // Blame follows from evidence the fog signed: its aggregate's signature
+                    // checked out before the audit ran (`Collecting::receive`).
+                    warn!(%fog, %round, "{e}; excluded for the rest of the run");
+                    if let Some(f) = inner.fogs.iter_mut().find(|f| f.id == fog) {
+                        f.blamed = Some(e.to_string());
+                    }
+                    Err(Status::permission_denied(e.to_string()))
                 }
                 Err(e) => {
                     warn!(%fog, %round, "refused aggregate: {e}");
@@ -518,14 +515,53 @@ impl pb::key_holders_server::KeyHolders for Node {
             )));
         }
         let inner = self.lock()?;
+        // The request with as many uploads as fit one page; the holder fetches the rest with
+        // `GetRequestUploads`.
+        let page = wire::uploads_per_page(&self.pk, inner.coord.expected_len());
         Ok(Response::new(pb::GetDecryptionRequestResponse {
-            request: inner
-                .coord
-                .request_for(holder)
-                .map(|r| wire::request_to_wire(&self.pk, r)),
+            request: inner.coord.request_for(holder).map(|r| {
+                let mut w = wire::request_to_wire(&self.pk, r);
+                w.uploads.truncate(page);
+                w
+            }),
             finished: inner.coord.phase_kind() == PhaseKind::Finished,
             failed: inner.coord.phase_kind() == PhaseKind::Failed,
         }))
+    }
+
+    async fn get_request_uploads(
+        &self,
+        request: Request<pb::GetRequestUploadsRequest>,
+    ) -> Result<Response<pb::GetRequestUploadsResponse>, Status> {
+        let index = u64::from(request.get_ref().holder);
+        let holder = self
+            .pk
+            .share_index(index)
+            .map_err(|e| Status::invalid_argument(format!("holder {index}: {e}")))?;
+        self.callers
+            .require(&request, Sender::Holder(holder), "GetRequestUploads")?;
+        let request = request.into_inner();
+        let inner = self.lock()?;
+        let Some(r) = inner.coord.request_for(holder) else {
+            return Err(Status::failed_precondition(format!(
+                "key holder {holder}: no decryption request for it now"
+            )));
+        };
+        if r.round.0 != request.round {
+            return Err(Status::failed_precondition(format!(
+                "key holder {holder}: the request now is for {}, not round {}",
+                r.round, request.round
+            )));
+        }
+        let page = wire::uploads_per_page(&self.pk, inner.coord.expected_len());
+        let uploads = r
+            .uploads()
+            .iter()
+            .skip(request.offset as usize)
+            .take(page)
+            .map(|u| wire::upload_to_wire(&self.pk, u))
+            .collect();
+        Ok(Response::new(pb::GetRequestUploadsResponse { uploads }))
     }
 
     async fn submit_share(
@@ -674,13 +710,22 @@ pub async fn serve(
             inner.coord.open(assignment, now);
             let mut events = Vec::new();
             for bytes in &stored {
-                let parsed = <pb::FogAggregate as prost::Message>::decode(bytes.as_slice())
+                let parsed = <pb::AuditedAggregate as prost::Message>::decode(bytes.as_slice())
                     .map_err(|e| e.to_string())
                     .and_then(|w| {
-                        wire::aggregate_from_wire(&setup.pk, &w).map_err(|e| e.to_string())
+                        let agg = w.aggregate.as_ref().ok_or("no aggregate")?;
+                        let agg =
+                            wire::aggregate_from_wire(&setup.pk, agg).map_err(|e| e.to_string())?;
+                        let uploads = w
+                            .uploads
+                            .iter()
+                            .map(|u| wire::upload_from_wire(&setup.pk, u))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| e.to_string())?;
+                        Ok::<_, String>((agg, uploads))
                     });
                 match parsed {
-                    Ok(agg) => match inner.coord.receive_aggregate(agg, now) {
+                    Ok((agg, uploads)) => match inner.coord.receive_aggregate(agg, uploads, now) {
                         Ok(ev) => events.extend(ev),
                         Err(e) => error!(%round, "a stored aggregate no longer checks out: {e}"),
                     },
@@ -720,7 +765,6 @@ pub async fn serve(
         pk: setup.pk.clone(),
         registry: registry.clone(),
         fog_stubs: Arc::new(fog_stubs),
-        audit_rate: setup.audit_rate,
         callers: Callers::new(&setup.security, registry.clone()),
     };
 

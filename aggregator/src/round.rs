@@ -6,7 +6,7 @@ use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{self, PublicKey, ShareIndex, VerifiedShare};
 use spddl_proto::{
     ClientId, DecryptionRequest, FogAggregate, FogId, Registry, RoundConfig, RoundId, Sender,
-    ShareResponse,
+    ShareResponse, Upload,
 };
 
 use crate::AggregatorError;
@@ -24,7 +24,8 @@ pub fn assign_round_robin(clients: &[ClientId], fogs: &[FogId]) -> Assignment {
         .collect()
 }
 
-/// Collecting the fog workers' aggregates for a round.
+/// Collecting the fog workers' aggregates for a round, each with the client-signed uploads
+/// behind it: the holders decrypt only a product they recompute from those uploads.
 #[derive(Debug)]
 pub struct Collecting {
     pk: PublicKey,
@@ -33,6 +34,8 @@ pub struct Collecting {
     assignment: Assignment,
     expected_len: usize,
     aggregates: Vec<FogAggregate>,
+    /// The audited, client-signed uploads behind the aggregates.
+    uploads: Vec<Upload>,
     counted: BTreeMap<ClientId, FogId>,
 }
 
@@ -54,6 +57,7 @@ impl Collecting {
             assignment,
             expected_len,
             aggregates: Vec::new(),
+            uploads: Vec::new(),
             counted: BTreeMap::new(),
         }
     }
@@ -78,8 +82,17 @@ impl Collecting {
         &self.config
     }
 
-    /// Checks a fog aggregate and keeps it.
-    pub fn receive(&mut self, agg: FogAggregate) -> Result<(), AggregatorError> {
+    /// Checks a fog aggregate and the signed uploads its fog says are in it, and keeps both.
+    ///
+    /// The fog's signature, the round, the assignment and the length are checked first; only
+    /// an aggregate its fog signed is then audited against the uploads ([`crate::audit`]), so
+    /// an [`AggregatorError::AuditFailed`] — which blames the fog — follows only from evidence
+    /// the fog signed.
+    pub fn receive(
+        &mut self,
+        agg: FogAggregate,
+        uploads: Vec<Upload>,
+    ) -> Result<(), AggregatorError> {
         let fog = agg.fog;
         if agg.round != self.config.round {
             return Err(AggregatorError::WrongRound {
@@ -123,10 +136,22 @@ impl Collecting {
                 expected: self.expected_len,
             });
         }
+        crate::audit(&self.pk, &self.registry, &agg, &uploads)?;
+        let digest = self.config.digest();
+        if let Some(up) = uploads.iter().find(|u| u.config != digest) {
+            return Err(AggregatorError::AuditFailed {
+                fog,
+                reason: format!(
+                    "{}'s upload names another round config (another global model)",
+                    up.client
+                ),
+            });
+        }
         for (c, _) in &agg.contributors {
             self.counted.insert(*c, fog);
         }
         self.aggregates.push(agg);
+        self.uploads.extend(uploads);
         Ok(())
     }
 
@@ -135,8 +160,8 @@ impl Collecting {
         self.counted.keys().copied().collect()
     }
 
-    /// Closes collection: multiplies the fog aggregates into the round's sum `C` and signs
-    /// the request to the key holders. Refuses when fewer than `min_contributors` updates
+    /// Closes collection: signs the request to the key holders for the product `C` of the
+    /// audited uploads (equal to the product of the fog aggregates). Refuses when fewer than `min_contributors` updates
     /// are in, so a small sum is never decrypted.
     pub fn close(self, key: &SigningKey) -> Result<Decrypting, AggregatorError> {
         let mut contributors: Vec<(ClientId, u64)> = self
@@ -158,7 +183,15 @@ impl Collecting {
             });
         }
         let total_weight: u64 = contributors.iter().map(|(_, w)| w).sum();
-        let request = DecryptionRequest::sign(&self.pk, self.config.round, self.aggregates, key)?;
+        // Ed25519 signatures are deterministic: this is the signature the clients saw.
+        let config_signature = key.sign(&self.config.transcript());
+        let request = DecryptionRequest::sign(
+            &self.pk,
+            self.config.clone(),
+            config_signature,
+            self.uploads,
+            key,
+        )?;
         let context = request.context(&self.pk);
         Ok(Decrypting {
             pk: self.pk,

@@ -115,7 +115,7 @@ impl World {
         Upload::sign(
             &self.pk,
             &self.clients[k],
-            ROUND,
+            &self.config,
             ClientId(k as u32),
             weight,
             cts,
@@ -130,8 +130,13 @@ impl World {
             .plaintexts_for(M)
     }
 
-    /// Clients upload (those in `present`), fogs aggregate: the fog aggregates.
-    fn collect(&mut self, updates: &[(Vec<f64>, u64)], present: &[usize]) -> Vec<FogAggregate> {
+    /// Clients upload (those in `present`), fogs aggregate: the fog aggregates, each with the
+    /// uploads in it.
+    fn collect(
+        &mut self,
+        updates: &[(Vec<f64>, u64)],
+        present: &[usize],
+    ) -> Vec<(FogAggregate, Vec<Upload>)> {
         let assignment = assign_round_robin(&self.ids(), &[FogId(0), FogId(1)]);
         let len = self.expected_len();
         let mut fogs: Vec<FogRound> = (0..2)
@@ -141,17 +146,28 @@ impl World {
                     .filter(|(_, g)| g.contains(&FogId(f)))
                     .map(|(c, _)| *c)
                     .collect();
-                FogRound::new(&self.pk, FogId(f), ROUND, &self.registry, &mine, len, 1000)
+                FogRound::new(
+                    &self.pk,
+                    FogId(f),
+                    &self.config,
+                    &self.registry,
+                    &mine,
+                    len,
+                    1000,
+                )
             })
             .collect();
+        let mut uploads: Vec<Vec<Upload>> = vec![Vec::new(); 2];
         for &k in present {
             let up = self.upload(k, &updates[k].0, updates[k].1);
             let f = assignment[&ClientId(k as u32)][0].0 as usize;
             fogs[f].receive(&up, &self.registry).unwrap();
+            uploads[f].push(up);
         }
         fogs.into_iter()
             .zip(&self.fogs)
-            .filter_map(|(f, key)| f.finish(key))
+            .zip(uploads)
+            .filter_map(|((f, key), ups)| f.finish(key).map(|a| (a, ups)))
             .collect()
     }
 
@@ -224,8 +240,8 @@ fn a_secure_round_decodes_the_weighted_mean_and_survives_dropouts() {
     let present: Vec<usize> = (0..10).filter(|k| ![2, 5, 9].contains(k)).collect();
     let aggs = w.collect(&updates, &present);
     let mut collecting = w.collecting();
-    for a in aggs {
-        collecting.receive(a).unwrap();
+    for (a, ups) in aggs {
+        collecting.receive(a, ups).unwrap();
     }
     let mut dec = collecting.close(&w.aggregator).unwrap();
     w.registry
@@ -273,8 +289,8 @@ fn fewer_than_min_contributors_are_never_decrypted() {
     let updates = w.updates();
     let aggs = w.collect(&updates, &[0, 1, 3]);
     let mut collecting = w.collecting();
-    for a in aggs {
-        collecting.receive(a).unwrap();
+    for (a, ups) in aggs {
+        collecting.receive(a, ups).unwrap();
     }
     assert_eq!(
         collecting.close(&w.aggregator).unwrap_err(),
@@ -288,8 +304,8 @@ fn t_minus_one_honest_holders_fail_cleanly() {
     let updates = w.updates();
     let aggs = w.collect(&updates, &[0, 1, 2, 3]);
     let mut collecting = w.collecting();
-    for a in aggs {
-        collecting.receive(a).unwrap();
+    for (a, ups) in aggs {
+        collecting.receive(a, ups).unwrap();
     }
     let mut dec = collecting.close(&w.aggregator).unwrap();
     let asked = dec.holders_to_ask();
@@ -323,8 +339,8 @@ fn a_retry_keeps_valid_shares_and_never_asks_a_blamed_holder_again() {
     let present = [0, 1, 2, 3];
     let aggs = w.collect(&updates, &present);
     let mut collecting = w.collecting();
-    for a in aggs {
-        collecting.receive(a).unwrap();
+    for (a, ups) in aggs {
+        collecting.receive(a, ups).unwrap();
     }
     let mut dec = collecting.close(&w.aggregator).unwrap();
     let ids = |v: &[ShareIndex]| v.iter().map(|h| h.get()).collect::<Vec<_>>();
@@ -392,8 +408,8 @@ fn a_closed_collection_is_not_reopened_and_a_round_short_of_shares_fails_after_i
     )
     .unwrap();
     coord.open(assign_round_robin(&w.ids(), &[FogId(0), FogId(1)]), 0);
-    for a in aggs {
-        assert!(coord.receive_aggregate(a, 10).unwrap().is_empty());
+    for (a, ups) in aggs {
+        assert!(coord.receive_aggregate(a, ups, 10).unwrap().is_empty());
     }
     // 2 of 4 clients in, the deadline a minute away: still collecting.
     assert!(coord.tick(20).is_empty());
@@ -411,7 +427,7 @@ fn a_closed_collection_is_not_reopened_and_a_round_short_of_shares_fails_after_i
     );
     assert_eq!(coord.phase_kind(), PhaseKind::Decrypting);
     let h = |i: u64| w.pk.share_index(i).unwrap();
-    assert_eq!(coord.request_for(h(1)).unwrap().aggregates().len(), 2);
+    assert_eq!(coord.request_for(h(1)).unwrap().uploads().len(), 2);
     assert!(coord.request_for(h(3)).is_none(), "only t asked at first");
     // Nobody answers: holders 1, 2 silent, then 3; the same sum is asked for again.
     let events = coord.tick(130);
@@ -471,38 +487,47 @@ fn forged_or_misassigned_fog_aggregates_are_refused() {
     let aggs = w.collect(&updates, &[0, 1, 2, 3]);
     let mut collecting = w.collecting();
 
-    let mut forged = aggs[0].clone();
+    let (agg0, ups0) = aggs[0].clone();
+    let mut forged = agg0.clone();
     forged.contributors.pop();
     assert_eq!(
-        collecting.receive(forged).unwrap_err(),
+        collecting.receive(forged, ups0.clone()).unwrap_err(),
         AggregatorError::BadFogSignature { fog: FogId(0) }
     );
     // Fog 1 signs a claim to clients assigned to fog 0.
-    let stolen: Vec<(ClientId, u64)> = aggs[0].contributors.clone();
+    let stolen: Vec<(ClientId, u64)> = agg0.contributors.clone();
     let sig = w.fogs[1].sign(&FogAggregate::transcript_for(
         &w.pk,
         ROUND,
         FogId(1),
         &stolen,
-        &aggs[0].ciphertexts,
+        &agg0.ciphertexts,
     ));
     let misassigned = FogAggregate {
         round: ROUND,
         fog: FogId(1),
         contributors: stolen,
-        ciphertexts: aggs[0].ciphertexts.clone(),
+        ciphertexts: agg0.ciphertexts.clone(),
         signature: sig,
     };
     assert!(matches!(
-        collecting.receive(misassigned).unwrap_err(),
+        collecting.receive(misassigned, ups0.clone()).unwrap_err(),
         AggregatorError::ClientNotAssigned { fog: FogId(1), .. }
     ));
-    collecting.receive(aggs[0].clone()).unwrap();
+    // Fog 0's genuine aggregate with one of its uploads held back: the audit blames fog 0
+    // (it signed an aggregate it cannot back with client-signed uploads).
+    assert!(matches!(
+        collecting
+            .receive(agg0.clone(), ups0[1..].to_vec())
+            .unwrap_err(),
+        AggregatorError::AuditFailed { fog: FogId(0), .. }
+    ));
+    collecting.receive(agg0.clone(), ups0.clone()).unwrap();
     assert_eq!(
-        collecting.receive(aggs[0].clone()).unwrap_err(),
+        collecting.receive(agg0.clone(), ups0).unwrap_err(),
         AggregatorError::AlreadyCounted {
             fog: FogId(0),
-            clients: aggs[0].contributors.iter().map(|(c, _)| *c).collect()
+            clients: agg0.contributors.iter().map(|(c, _)| *c).collect()
         }
     );
 }

@@ -152,7 +152,7 @@ impl Client {
         Ok(Upload::sign(
             pk,
             &self.identity,
-            config.round,
+            config,
             client,
             update.weight,
             ciphertexts,

@@ -36,31 +36,49 @@ impl DecryptionLog {
         Ok(DecryptionLog { db, path: name })
     }
 
-    /// Records that this holder decrypts the sum with `digest` in `round`, or refuses when it
-    /// decrypted another sum of that round before. The same sum again is allowed.
-    pub fn claim(&self, round: RoundId, digest: &[u8; 32]) -> Result<(), String> {
+    /// Records that this holder decrypts the sum with digest `sum` of `round`, whose uploads
+    /// were all made from the global model with digest `model`, or refuses:
+    ///
+    /// - another sum of a round it answered (the same sum again is a retry, allowed);
+    /// - a round older than one it answered (rounds only move forward);
+    /// - a sum from a global model it already decrypted a sum of, in another round: an
+    ///   aggregator that keeps the model still and leaves a client out of the second sum
+    ///   (full-batch training makes the updates equal) would read that client's update from
+    ///   the difference.
+    pub fn claim(&self, round: RoundId, model: &[u8; 32], sum: &[u8; 32]) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| format!("key holder state {}: {e}", self.path);
         // Check and record in one write transaction, so two claims cannot both pass.
         let tx = self.db.begin_write().map_err(|e| err(&e))?;
         {
             let mut table = tx.open_table(DECRYPTED).map_err(|e| err(&e))?;
-            let earlier = table
-                .get(round.0)
-                .map_err(|e| err(&e))?
-                .map(|old| old.value() == digest.as_slice());
-            match earlier {
-                Some(true) => return Ok(()),
-                Some(false) => {
+            for entry in table.iter().map_err(|e| err(&e))? {
+                let (r, value) = entry.map_err(|e| err(&e))?;
+                let (r, value) = (RoundId(r.value()), value.value());
+                let (old_sum, old_model) = value.split_at(value.len().min(32));
+                if r == round {
+                    if old_sum == sum.as_slice() {
+                        return Ok(());
+                    }
                     return Err(format!(
                         "decryption request for {round}: this holder already decrypted another sum of {round}: refused (two sums of one round reveal their difference)"
                     ));
                 }
-                None => {
-                    table
-                        .insert(round.0, digest.as_slice())
-                        .map_err(|e| err(&e))?;
+                if r > round {
+                    return Err(format!(
+                        "decryption request for {round}: this holder already decrypted {r}: refused (rounds only move forward)"
+                    ));
+                }
+                if old_model == model.as_slice() {
+                    return Err(format!(
+                        "decryption request for {round}: its uploads were trained from the same global model as {r}, whose sum this holder decrypted: refused (two sums from one model reveal their difference)"
+                    ));
                 }
             }
+            let mut value = sum.to_vec();
+            value.extend_from_slice(model);
+            table
+                .insert(round.0, value.as_slice())
+                .map_err(|e| err(&e))?;
         }
         tx.commit().map_err(|e| err(&e))
     }
@@ -75,20 +93,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/holder-1.redb");
         let log = DecryptionLog::open(&path).unwrap();
-        log.claim(RoundId(3), &[1; 32]).unwrap();
-        log.claim(RoundId(3), &[1; 32]).unwrap(); // a retry of the same sum
-        log.claim(RoundId(4), &[2; 32]).unwrap(); // another round
-        let e = log.claim(RoundId(3), &[9; 32]).unwrap_err();
+        log.claim(RoundId(3), &[3; 32], &[1; 32]).unwrap();
+        log.claim(RoundId(3), &[3; 32], &[1; 32]).unwrap(); // a retry of the same sum
+        log.claim(RoundId(4), &[4; 32], &[2; 32]).unwrap(); // another round
+        let e = log.claim(RoundId(4), &[4; 32], &[9; 32]).unwrap_err();
         assert!(
-            e.contains("already decrypted another sum of round 3"),
+            e.contains("already decrypted another sum of round 4"),
             "{e}"
         );
         drop(log);
         let log = DecryptionLog::open(&path).unwrap();
         assert!(
-            log.claim(RoundId(4), &[9; 32]).is_err(),
+            log.claim(RoundId(4), &[4; 32], &[9; 32]).is_err(),
             "forgotten after a restart"
         );
-        log.claim(RoundId(4), &[2; 32]).unwrap();
+        log.claim(RoundId(4), &[4; 32], &[2; 32]).unwrap();
+    }
+
+    #[test]
+    fn rounds_only_move_forward_and_one_model_gives_one_sum() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecryptionLog::open(&dir.path().join("holder-2.redb")).unwrap();
+        log.claim(RoundId(10), &[7; 32], &[1; 32]).unwrap();
+        // Round 11 from the same global model as round 10: the aggregator's two-round
+        // difference.
+        let e = log.claim(RoundId(11), &[7; 32], &[2; 32]).unwrap_err();
+        assert!(e.contains("same global model as round 10"), "{e}");
+        let e = log.claim(RoundId(9), &[8; 32], &[3; 32]).unwrap_err();
+        assert!(e.contains("rounds only move forward"), "{e}");
+        log.claim(RoundId(11), &[8; 32], &[2; 32]).unwrap();
     }
 }

@@ -367,7 +367,27 @@ pub async fn run_holder(
                         "key holder {holder}: the aggregator stopped the run: a round could not complete (its log says why)"
                     ));
                 }
-                let request = r.request.map(|w| wire::request_from_wire(&setup.pk, &w));
+                let mut page = r.request;
+                // The uploads beyond the first page, fetched until the request is whole.
+                if let Some(w) = page.as_mut() {
+                    while w.uploads.len() < w.total_uploads as usize {
+                        let more = aggregator
+                            .get_request_uploads(pb::GetRequestUploadsRequest {
+                                holder: holder.get().into(),
+                                round: w.round,
+                                offset: u32::try_from(w.uploads.len()).unwrap_or(u32::MAX),
+                            })
+                            .await
+                            .map(|r| r.into_inner().uploads);
+                        match more {
+                            Ok(more) if !more.is_empty() => w.uploads.extend(more),
+                            Ok(_) | Err(_) => break, // the request moved on; poll again
+                        }
+                    }
+                }
+                let request = page
+                    .filter(|w| w.uploads.len() == w.total_uploads as usize)
+                    .map(|w| wire::request_from_wire(&setup.pk, &w));
                 if let Some(Err(e)) = &request {
                     let msg = e.to_string();
                     if msg != last_refusal {
@@ -384,8 +404,11 @@ pub async fn run_holder(
                     let answer = tokio::task::spawn_blocking(move || {
                         check_request(&s.pk, &s.registry, s.min_contributors, &request)
                             .map_err(|e| e.to_string())?;
-                        s.log
-                            .claim(round, &ciphertexts_digest(&s.pk, request.ciphertexts()))?;
+                        s.log.claim(
+                            round,
+                            &request.config().0.model_digest,
+                            &ciphertexts_digest(&s.pk, request.ciphertexts()),
+                        )?;
                         share_of_checked(&s.pk, &s.share, &s.identity, &request, &mut rand::rng())
                             .map_err(|e| e.to_string())
                     })

@@ -155,10 +155,6 @@ pub struct AggregatorFile {
     pub share_timeout_s: f64,
     /// Seconds to keep serving after the last round.
     pub linger_s: f64,
-    /// Fraction of fog aggregates audited against the signed uploads behind them (0–1; 1:
-    /// a cheating fog is always caught, at the cost of fetching every upload once more).
-    #[serde(default = "every_aggregate")]
-    pub audit_rate: f64,
     /// Attempts at one round before the run stops with an error (a round is attempted again
     /// when fewer than `t` valid decryption shares come in).
     #[serde(default = "three_attempts")]
@@ -167,10 +163,6 @@ pub struct AggregatorFile {
     pub tls: Option<TlsPaths>,
     /// The fog workers.
     pub fogs: Vec<FogEntry>,
-}
-
-fn every_aggregate() -> f64 {
-    1.0
 }
 
 fn three_attempts() -> u32 {
@@ -406,7 +398,6 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
         state: dir.join(&f.state),
         evaluate: Some(evaluate),
         linger: Duration::from_secs_f64(f.linger_s),
-        audit_rate: f.audit_rate,
     })
 }
 
@@ -721,7 +712,6 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
             collect_timeout_s: opts.collect_timeout_s,
             share_timeout_s: opts.share_timeout_s,
             linger_s: 3.0,
-            audit_rate: every_aggregate(),
             round_attempts: three_attempts(),
             tls: tls_paths("aggregator"),
             fogs: fogs.clone(),

@@ -327,7 +327,7 @@ fn secure_round(
             let mut fr = FogRound::new(
                 pk,
                 fog,
-                config.round,
+                config,
                 &registry,
                 &mine,
                 expected_len,
@@ -339,11 +339,11 @@ fn secure_round(
                 .map(|(u, _)| u.clone())
                 .collect();
             let rejected = fr.receive_all(&uploads, &registry);
-            (fr.finish(&p.fog_keys[fog.0 as usize]), rejected)
+            (fr.finish(&p.fog_keys[fog.0 as usize]), rejected, uploads)
         })
         .collect();
     m.fog_add_s = t.elapsed().as_secs_f64();
-    for (_, rejected) in &aggregates {
+    for (_, rejected, _) in &aggregates {
         if let Some(e) = rejected.first() {
             bail!("round {round}: an honest upload was rejected: {e}");
         }
@@ -358,8 +358,12 @@ fn secure_round(
         assignment.clone(),
         expected_len,
     );
-    for agg in aggregates.into_iter().filter_map(|(a, _)| a) {
-        collecting.receive(agg)?;
+    // The aggregator audits each aggregate against the uploads its fog holds, and keeps them
+    // for the holders' recomputation.
+    for (agg, _, uploads) in aggregates {
+        if let Some(agg) = agg {
+            collecting.receive(agg, uploads)?;
+        }
     }
     m.contributors = collecting.contributors().len();
     let mut decrypting = collecting.close(p.aggregator_key)?;

@@ -144,7 +144,7 @@ async fn drive(out: &Path, clients: usize) -> Result<LoadReport> {
             let key = deploy::read_identity(&out.join(&file.identity))?;
             let mut rng = rand::rng();
             let cts: Vec<Ciphertext> = (0..len).map(|_| pk.encrypt(&zero, &mut rng)).collect();
-            let upload = Upload::sign(&pk, &key, config.round, ClientId(i as u32), 1, cts);
+            let upload = Upload::sign(&pk, &key, &config, ClientId(i as u32), 1, cts);
             Ok(pb::SubmitUploadRequest {
                 upload: Some(wire::upload_to_wire(&pk, &upload)),
             })

@@ -158,12 +158,12 @@ fn assert_refused(status: &tonic::Status, code: Code, words: &[&str], attack: &s
 /// A client-signed upload of `cts` (the signature is valid for what it covers).
 fn signed(
     a: &Attacker,
-    round: RoundId,
+    config: &RoundConfig,
     client: u32,
     weight: u64,
     cts: Vec<Ciphertext>,
 ) -> pb::Upload {
-    let up = Upload::sign(&a.pk, &a.key, round, ClientId(client), weight, cts);
+    let up = Upload::sign(&a.pk, &a.key, config, ClientId(client), weight, cts);
     wire::upload_to_wire(&a.pk, &up)
 }
 
@@ -264,7 +264,7 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
 
     let forged = {
         let stranger = SigningKey::generate(&mut rand::rng());
-        let up = Upload::sign(&pk, &stranger, round, ClientId(0), 1, good.clone());
+        let up = Upload::sign(&pk, &stranger, &config, ClientId(0), 1, good.clone());
         wire::upload_to_wire(&pk, &up)
     };
     let s = a.refused(forged).await;
@@ -275,11 +275,20 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
         "forged signature",
     );
 
-    let s = a.refused(signed(&a, round, 99, 1, good.clone())).await;
+    let s = a.refused(signed(&a, &config, 99, 1, good.clone())).await;
     assert_refused(&s, Code::PermissionDenied, &["99"], "unregistered identity");
 
     let s = a
-        .refused(signed(&a, RoundId(round.0 + 5), 0, 1, good.clone()))
+        .refused(signed(
+            &a,
+            &RoundConfig {
+                round: RoundId(round.0 + 5),
+                ..config.clone()
+            },
+            0,
+            1,
+            good.clone(),
+        ))
         .await;
     assert_refused(
         &s,
@@ -289,7 +298,7 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
     );
 
     let s = a
-        .refused(signed(&a, round, 0, 1, good[..len - 1].to_vec()))
+        .refused(signed(&a, &config, 0, 1, good[..len - 1].to_vec()))
         .await;
     assert!(
         matches!(s.code(), Code::InvalidArgument | Code::FailedPrecondition)
@@ -297,14 +306,14 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
         "wrong length: {s:?}"
     );
 
-    let s = a.refused(signed(&a, round, 0, 0, good.clone())).await;
+    let s = a.refused(signed(&a, &config, 0, 0, good.clone())).await;
     assert!(s.message().contains("weight"), "weight 0: {s:?}");
 
     // Ciphertexts that are not elements of Z*_{n²}: refused by the wire layer before any
     // signature check or homomorphic addition.
     let n = pk.n().clone();
     let n2 = &n * &n;
-    let base = signed(&a, round, 0, 1, good.clone());
+    let base = signed(&a, &config, 0, 1, good.clone());
     for (what, value) in [
         ("0", BigUint::from(0u32)),
         ("n", n.clone()),
@@ -339,7 +348,7 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
             )
         })
         .collect();
-    let foreign = Upload::sign(&other_pk, &a.key, round, ClientId(0), 1, foreign_cts);
+    let foreign = Upload::sign(&other_pk, &a.key, &config, ClientId(0), 1, foreign_cts);
     let s = a.refused(wire::upload_to_wire(&other_pk, &foreign)).await;
     assert!(
         matches!(s.code(), Code::InvalidArgument | Code::PermissionDenied),
@@ -421,7 +430,7 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
     within(120, wait_for_round(&out, 1)).await;
     // The fog may not have followed the aggregator to round 1 yet (it polls every 100 ms); then
     // the replay meets client 0's real round-0 upload and is refused as a second upload.
-    let replay = signed(&a, round, 0, 1, good.clone());
+    let replay = signed(&a, &config, 0, 1, good.clone());
     let s = a.refused(replay).await;
     let why = s.message();
     assert!(
@@ -788,9 +797,10 @@ async fn a_fog_that_lists_a_client_without_its_upload_is_caught_by_the_audit() {
         .await;
 }
 
-/// The aggregator's place taken by a liar with the aggregator's identity and certificate, in
-/// front of a real key holder: it offers one request after another, each (but the last)
-/// built to get a sum of fewer than `min_contributors` (3) distinct updates decrypted.
+/// The aggregator's place taken by a liar with the aggregator's identity and certificate (and,
+/// in league with it, fog 0's identity), in front of a real key holder: it offers one request
+/// after another, most built to get a sum of fewer than `min_contributors` (3) real updates
+/// decrypted, or a second sum that differs from an answered one by one client.
 #[derive(Clone)]
 struct LyingAggregator {
     requests: Arc<Vec<pb::DecryptionRequest>>,
@@ -848,10 +858,19 @@ impl pb::key_holders_server::KeyHolders for LyingAggregator {
         s.offered = 4; // answered: on to the next request
         Ok(tonic::Response::new(pb::SubmitShareResponse {}))
     }
+
+    async fn get_request_uploads(
+        &self,
+        _: tonic::Request<pb::GetRequestUploadsRequest>,
+    ) -> Result<tonic::Response<pb::GetRequestUploadsResponse>, tonic::Status> {
+        // Every request here fits its first page.
+        Err(tonic::Status::failed_precondition("no more pages"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_lying_aggregator_cannot_get_a_small_sum_decrypted_by_a_key_holder() {
+async fn a_lying_aggregator_with_a_colluding_fog_cannot_get_a_small_sum_or_a_difference_decrypted()
+{
     use spddl_proto::DecryptionRequest;
     use tracing::instrument::WithSubscriber;
     let dir = tempfile::tempdir().unwrap();
@@ -859,100 +878,113 @@ async fn a_lying_aggregator_cannot_get_a_small_sum_decrypted_by_a_key_holder() {
     let pk = public_key(&out);
     let agg_file: deploy::AggregatorFile = read_toml(&out.join("aggregator.toml"));
     let agg_key = deploy::read_identity(&out.join(&agg_file.identity)).unwrap();
-    let fog_key = |f: u32| {
-        let file: FogFile = read_toml(&out.join(format!("fog-{f}.toml")));
+    let fog0_file: FogFile = read_toml(&out.join("fog-0.toml"));
+    let fog0 = deploy::read_identity(&out.join(&fog0_file.identity)).unwrap();
+    let client_key = |k: u32| {
+        let file: ClientFile = read_toml(&out.join(format!("client-{k}.toml")));
         deploy::read_identity(&out.join(&file.identity)).unwrap()
     };
-    let (fog0, fog1) = (fog_key(0), fog_key(1));
-    // Genuine aggregates, as fog 0 and fog 1 sign them: client k encrypted (k + 1, 2k + 1).
-    let aggregate = |round: u64, fog: u32, key: &SigningKey, clients: &[u32]| {
-        let mut rng = rand::rng();
-        let mut sum: Vec<Ciphertext> = (0..2)
-            .map(|_| pk.encrypt(&Plaintext::from_u64(&pk, 0).unwrap(), &mut rng))
-            .collect();
-        for &k in clients {
-            for (j, m) in [u64::from(k) + 1, 2 * u64::from(k) + 1].iter().enumerate() {
-                let c = pk.encrypt(&Plaintext::from_u64(&pk, *m).unwrap(), &mut rng);
-                sum[j] = pk.add(&sum[j], &c);
-            }
-        }
-        spddl_proto::FogAggregate::sign(
-            &pk,
-            key,
-            RoundId(round),
-            FogId(fog),
-            clients.iter().map(|&k| (ClientId(k), 1)).collect(),
-            sum,
-        )
+    let clients: Vec<SigningKey> = (0..4).map(client_key).collect();
+    // The config of `round`, trained from a global model named by `model`, as the aggregator
+    // signs it.
+    let config = |round: u64, model: f32| RoundConfig {
+        model_digest: RoundConfig::digest_model(&[model]),
+        ..RoundConfig::example(RoundId(round))
     };
-    let request = |round: u64, aggregates: Vec<spddl_proto::FogAggregate>| {
-        let r = DecryptionRequest::sign(&pk, RoundId(round), aggregates, &agg_key).unwrap();
+    // Client k's genuine upload for `config`: it encrypted (k + 1, 2k + 1).
+    let upload = |config: &RoundConfig, k: u32| {
+        let mut rng = rand::rng();
+        let cts: Vec<Ciphertext> = [u64::from(k) + 1, 2 * u64::from(k) + 1]
+            .iter()
+            .map(|&m| pk.encrypt(&Plaintext::from_u64(&pk, m).unwrap(), &mut rng))
+            .collect();
+        Upload::sign(&pk, &clients[k as usize], config, ClientId(k), 1, cts)
+    };
+    let uploads = |config: &RoundConfig, ks: &[u32]| -> Vec<Upload> {
+        ks.iter().map(|&k| upload(config, k)).collect()
+    };
+    let request = |config: &RoundConfig, uploads: Vec<Upload>| {
+        let sig = agg_key.sign(&config.transcript());
+        let r = DecryptionRequest::sign(&pk, config.clone(), sig, uploads, &agg_key).unwrap();
         wire::request_to_wire(&pk, &r)
     };
-    let mut inflated = aggregate(2, 0, &fog0, &[0, 1]);
-    inflated.contributors.push((ClientId(2), 1));
-    let mut uneven = request(5, vec![aggregate(5, 0, &fog0, &[0, 1])]);
-    let mut short = wire::aggregate_to_wire(&pk, &aggregate(5, 1, &fog1, &[2, 3]));
-    short.ciphertexts.pop();
-    uneven.aggregates.push(short);
-    let honest = [
-        aggregate(6, 0, &fog0, &[0, 1]),
-        aggregate(6, 1, &fog1, &[2, 3]),
-    ];
+    // What fog 0, in league with the aggregator, holds: client 2's upload only; it lists
+    // clients 0, 1 and 2 by making up or relabelling their uploads.
+    let c0 = config(0, 0.0);
+    let only_2 = upload(&c0, 2);
+    let mut as_0 = only_2.clone();
+    as_0.client = ClientId(0);
+    let mut as_1 = only_2.clone();
+    as_1.client = ClientId(1);
+    let c1 = config(1, 0.1);
+    let made_up: Vec<Upload> = [0, 1]
+        .iter()
+        .map(|&k| {
+            let cts = upload(&c1, 2).ciphertexts;
+            Upload::sign(&pk, &fog0, &c1, ClientId(k), 1, cts)
+        })
+        .chain([upload(&c1, 2)])
+        .collect();
+    let c3 = config(3, 0.3);
+    let c4 = config(4, 0.4);
+    let mut uneven = request(&config(5, 0.5), uploads(&config(5, 0.5), &[0, 1, 2]));
+    uneven.uploads[1].ciphertexts.pop();
     let lies = [
-        // Fog 0's genuine aggregate of 2 updates alone.
         (
-            request(0, vec![aggregate(0, 0, &fog0, &[0, 1])]),
-            "decryption request for round 0 covers 2 updates, fewer than 3: refused",
+            request(&c0, vec![as_0, as_1, only_2]),
+            "decryption request for round 0: the upload of client 0 is not signed by client 0",
         ),
-        // The same aggregate twice: 4 listed, 2 distinct.
         (
-            request(1, {
-                let a = aggregate(1, 0, &fog0, &[0, 1]);
-                vec![a.clone(), a]
+            request(&c1, made_up),
+            "decryption request for round 1: the upload of client 0 is not signed by client 0",
+        ),
+        (
+            request(&config(2, 0.2), uploads(&config(2, 0.2), &[0, 1])),
+            "decryption request for round 2 covers 2 updates, fewer than 3: refused",
+        ),
+        (
+            request(&c3, {
+                let u = upload(&c3, 0);
+                vec![u.clone(), u.clone(), u]
             }),
-            "decryption request for round 1: client 0 is listed twice (again by fog 0)",
+            "decryption request for round 3: client 0's upload appears twice",
         ),
-        // Fog 0's list with a third client added (the ciphertexts hold two updates).
         (
-            request(2, vec![inflated]),
-            "decryption request for round 2: aggregate 0 is not signed by fog 0",
+            request(&c4, {
+                let mut v = uploads(&c4, &[0, 1]);
+                v.push(upload(&c3, 2));
+                v
+            }),
+            "decryption request for round 4: the upload of client 2 was made for round 3: refused",
         ),
-        // A made-up "fog 1" aggregate, signed with the aggregator's own key.
-        (
-            request(
-                3,
-                vec![
-                    aggregate(3, 0, &fog0, &[0, 1]),
-                    aggregate(3, 1, &agg_key, &[2]),
-                ],
-            ),
-            "decryption request for round 3: aggregate 1 is not signed by fog 1",
-        ),
-        // Fog 1's genuine aggregate of round 3 replayed into round 4.
-        (
-            request(
-                4,
-                vec![
-                    aggregate(4, 0, &fog0, &[0, 1]),
-                    aggregate(3, 1, &fog1, &[2]),
-                ],
-            ),
-            "decryption request for round 4: aggregate 1 from fog 1 is for round 3: refused",
-        ),
-        // Aggregates of different lengths: not a request at all.
         (
             uneven,
             "refused a malformed decryption request from the aggregator",
         ),
     ];
     let mut requests: Vec<pb::DecryptionRequest> = lies.iter().map(|(r, _)| r.clone()).collect();
-    requests.push(request(6, honest.to_vec()));
-    // After the honest sum of round 6, a second sum of round 6 with client 3 left out: both
-    // hold at least 3 updates, but their difference is client 3's update.
-    let without_3 = [honest[0].clone(), aggregate(6, 1, &fog1, &[2])];
-    requests.push(request(6, without_3.to_vec()));
-    let second_sum = "decryption request for round 6: this holder already decrypted another sum of round 6: refused";
+    // The honest sum of round 6.
+    let c6 = config(6, 0.6);
+    let honest = uploads(&c6, &[0, 1, 2, 3]);
+    requests.push(request(&c6, honest.clone()));
+    // Then a second sum of round 6 with client 3 left out: both hold at least 3 updates, but
+    // their difference is client 3's update.
+    requests.push(request(&c6, honest[..3].to_vec()));
+    // Then the aggregator alone over two rounds: round 7 from the same global model as round 6
+    // (it kept the model still), without client 3.
+    let c7 = config(7, 0.6);
+    requests.push(request(&c7, uploads(&c7, &[0, 1, 2])));
+    // Then an older round.
+    let c5 = config(5, 0.55);
+    requests.push(request(&c5, uploads(&c5, &[0, 1, 2])));
+    // And an honest round 8 from a new model: answered.
+    let c8 = config(8, 0.8);
+    requests.push(request(&c8, uploads(&c8, &[0, 1, 2])));
+    let refusals_after_honest = [
+        "decryption request for round 6: this holder already decrypted another sum of round 6: refused",
+        "decryption request for round 7: its uploads were trained from the same global model as round 6, whose sum this holder decrypted: refused",
+        "decryption request for round 5: this holder already decrypted round 6: refused (rounds only move forward)",
+    ];
     let liar = LyingAggregator {
         requests: Arc::new(requests),
         state: Arc::default(),
@@ -977,19 +1009,18 @@ async fn a_lying_aggregator_cannot_get_a_small_sum_decrypted_by_a_key_holder() {
     stop.fire();
     server.await.unwrap().unwrap();
 
-    // Only the honest request got a share, and that share decrypts the honest sum.
+    // Only the honest requests got a share, and the first decrypts the honest sum.
     let state = liar.state.lock().unwrap();
-    assert_eq!(answered, 1);
-    assert_eq!(state.answered, vec![6], "shares were given for a lie");
+    assert_eq!(answered, 2);
+    assert_eq!(state.answered, vec![6, 8], "shares were given for a lie");
     let text = log.text();
-    for reason in lies.iter().map(|(_, r)| *r).chain([second_sum]) {
+    for reason in lies.iter().map(|(_, r)| *r).chain(refusals_after_honest) {
         assert!(
             text.contains(reason),
             "the holder did not refuse with {reason:?}:\n{text}"
         );
     }
-    let honest_request =
-        DecryptionRequest::sign(&pk, RoundId(6), honest.to_vec(), &agg_key).unwrap();
+    let honest_request = wire::request_from_wire(&pk, &request(&c6, honest)).unwrap();
     let share = wire::share_from_wire(&pk, &state.shares[0]).unwrap();
     share
         .share

@@ -86,7 +86,9 @@ fn refuse(e: &FogError) -> Status {
         FogError::UnknownClient { .. } | FogError::BadSignature { .. } => {
             Status::permission_denied(e.to_string())
         }
-        FogError::WrongRound { .. } => Status::failed_precondition(e.to_string()),
+        FogError::WrongRound { .. } | FogError::OtherConfig { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         _ => Status::invalid_argument(e.to_string()),
     }
 }
@@ -262,7 +264,7 @@ fn adopt_round(node: &Node, cfg: &pb::RoundConfig, expected_len: usize) {
         round: FogRound::new(
             &node.pk,
             fog,
-            round,
+            &config,
             &node.registry,
             &clients,
             expected_len,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use spddl_crypto::identity::{SigningKey, VerifyingKey, verify_batch};
 use spddl_crypto::paillier::{Ciphertext, PublicKey};
-use spddl_proto::{ClientId, FogAggregate, FogId, Registry, RoundId, Sender, Upload};
+use spddl_proto::{ClientId, FogAggregate, FogId, Registry, RoundConfig, RoundId, Sender, Upload};
 
 /// Why an upload was rejected. Every variant names the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +44,13 @@ pub enum FogError {
         got: RoundId,
         /// The round in progress.
         expected: RoundId,
+    },
+    /// The upload names another config of this round than the aggregator's: the client was
+    /// sent another global model, or the upload is not for this deployment's round.
+    #[error("{client}: upload was made for another round config (another global model)")]
+    OtherConfig {
+        /// The sender.
+        client: ClientId,
     },
     /// The client already uploaded in this round.
     #[error("{client}: second upload in the same round")]
@@ -79,6 +86,8 @@ pub struct FogRound {
     pk: PublicKey,
     fog: FogId,
     round: RoundId,
+    /// [`RoundConfig::digest`] of the round's signed config: every upload must name it.
+    config: [u8; 32],
     assigned: BTreeMap<ClientId, VerifyingKey>,
     expected_len: usize,
     max_weight: u64,
@@ -90,13 +99,13 @@ pub struct FogRound {
 }
 
 impl FogRound {
-    /// Opens a round for the clients `assigned` to this fog. Clients missing from the
+    /// Opens the round of `config` for the clients `assigned` to this fog. Clients missing from the
     /// registry are left out (their uploads are refused as unknown). `expected_len` is
     /// `⌈m / S⌉`; `max_weight` bounds any one client's weight.
     pub fn new(
         pk: &PublicKey,
         fog: FogId,
-        round: RoundId,
+        config: &RoundConfig,
         registry: &Registry,
         assigned: &[ClientId],
         expected_len: usize,
@@ -109,7 +118,8 @@ impl FogRound {
         FogRound {
             pk: pk.clone(),
             fog,
-            round,
+            round: config.round,
+            config: config.digest(),
             assigned,
             expected_len,
             max_weight,
@@ -128,6 +138,9 @@ impl FogRound {
                 got: up.round,
                 expected: self.round,
             });
+        }
+        if up.config != self.config {
+            return Err(FogError::OtherConfig { client });
         }
         if !self.assigned.contains_key(&client) {
             return Err(if registry.key_of(Sender::Client(client)).is_some() {

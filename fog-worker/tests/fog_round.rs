@@ -8,7 +8,7 @@ use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey, verify_and_combine};
 use spddl_crypto::testing::test_key;
 use spddl_fog_worker::{FogError, FogRound};
-use spddl_proto::{ClientId, FogId, Registry, RoundId, Upload};
+use spddl_proto::{ClientId, FogId, Registry, RoundConfig, RoundId, Upload};
 
 const ROUND: RoundId = RoundId(5);
 const LEN: usize = 3;
@@ -52,7 +52,7 @@ impl Setup {
         Upload::sign(
             &self.pk,
             &self.keys[client as usize],
-            ROUND,
+            &RoundConfig::example(ROUND),
             ClientId(client),
             weight,
             cts,
@@ -65,7 +65,7 @@ impl Setup {
         FogRound::new(
             &self.pk,
             FogId(1),
-            ROUND,
+            &RoundConfig::example(ROUND),
             &self.registry,
             &assigned,
             LEN,

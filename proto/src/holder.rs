@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 
 use rand::Rng;
-use spddl_crypto::identity::SigningKey;
+use spddl_crypto::identity::{SignatureError, SigningKey, verify_batch};
 use spddl_crypto::paillier::{KeyShare, PublicKey};
 
-use crate::{ClientId, DecryptionRequest, FogId, Registry, RoundId, Sender, ShareResponse};
+use crate::{ClientId, DecryptionRequest, Registry, RoundId, ShareResponse};
 
 /// Why a key holder refused a decryption request. Every refusal names the round and, where
-/// one fog's aggregate is at fault, that fog.
+/// one upload is at fault, its client.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HolderError {
@@ -21,51 +21,51 @@ pub enum HolderError {
         /// The round it claims.
         round: RoundId,
     },
-    /// One of the aggregates is not signed by the fog worker it names (or names no
-    /// registered fog worker): the aggregator altered or made it up.
-    #[error(
-        "decryption request for {round}: aggregate {index} is not signed by {fog}: refused (the aggregator altered or forged it)"
-    )]
-    BadAggregateSignature {
+    /// The round config in the request is not the aggregator's signed config of that round.
+    #[error("decryption request for {round}: its round config {why}: refused")]
+    BadConfig {
         /// The round.
         round: RoundId,
-        /// Position of the aggregate in the request.
-        index: usize,
-        /// The fog worker it names.
-        fog: FogId,
+        /// What is wrong with it.
+        why: &'static str,
     },
-    /// One of the aggregates belongs to another round.
-    #[error("decryption request for {round}: aggregate {index} from {fog} is for {got}: refused")]
-    AggregateForOtherRound {
+    /// An upload is not signed by the client it names: the aggregator or a fog made it up or
+    /// altered it.
+    #[error(
+        "decryption request for {round}: the upload of {client} is not signed by {client}: refused (made up or altered by the aggregator or a fog)"
+    )]
+    BadUploadSignature {
+        /// The round.
+        round: RoundId,
+        /// The client it names.
+        client: ClientId,
+    },
+    /// An upload was made for another round or another round config (another global model).
+    #[error("decryption request for {round}: the upload of {client} was made for {what}: refused")]
+    UploadForOtherRound {
         /// The request's round.
         round: RoundId,
-        /// Position of the aggregate in the request.
-        index: usize,
-        /// The fog worker that signed it.
-        fog: FogId,
-        /// The aggregate's round.
-        got: RoundId,
+        /// The client.
+        client: ClientId,
+        /// What it was made for instead.
+        what: String,
     },
-    /// A client is listed by two aggregates (or twice by one): its update would count twice
-    /// and the count of distinct updates be overstated.
+    /// A client's upload appears twice: its update would count twice and the count of
+    /// distinct updates be overstated.
     #[error(
-        "decryption request for {round}: {client} is listed twice (again by {fog}): refused, the contributor count would be overstated"
+        "decryption request for {round}: {client}'s upload appears twice: refused, the contributor count would be overstated"
     )]
     ClientCountedTwice {
         /// The round.
         round: RoundId,
         /// The client.
         client: ClientId,
-        /// The fog worker whose aggregate lists it the second time.
-        fog: FogId,
     },
-    /// An aggregate lists a client the registry does not know.
-    #[error("decryption request for {round}: {fog} lists {client}, not a registered client")]
+    /// An upload names a client the registry does not know.
+    #[error("decryption request for {round}: an upload names {client}, not a registered client")]
     UnknownClient {
         /// The round.
         round: RoundId,
-        /// The fog worker.
-        fog: FogId,
         /// The client.
         client: ClientId,
     },
@@ -75,7 +75,7 @@ pub enum HolderError {
     TooFewContributors {
         /// The round.
         round: RoundId,
-        /// The distinct contributors the fog-signed aggregates list.
+        /// The distinct clients whose signed uploads the request carries.
         got: u32,
         /// The holder's minimum.
         min: u32,
@@ -85,11 +85,12 @@ pub enum HolderError {
     Crypto(#[from] spddl_crypto::Error),
 }
 
-/// Checks a decryption request before any share is computed: the aggregator's signature,
-/// every aggregate's round and fog signature, no client listed twice, every client
-/// registered, and at least `min_contributors` distinct contributors. Returns the number of
-/// distinct contributors. The sum itself needs no check: the request computed it from the
-/// aggregates ([`DecryptionRequest::from_parts`]).
+/// Checks a decryption request before any share is computed (DESIGN §6): the aggregator's
+/// signature on the request and on the round config it carries, and for every upload its
+/// client's signature (ed25519 batch verification), its round, the config it names, a
+/// registered client, no client twice; then at least `min_contributors` distinct clients.
+/// Returns the number of distinct contributors. The sum itself needs no check: the request
+/// computed it from these uploads ([`DecryptionRequest::from_parts`]).
 pub fn check_request(
     pk: &PublicKey,
     registry: &Registry,
@@ -104,39 +105,58 @@ pub fn check_request(
     aggregator
         .verify(&request.transcript(pk), &request.signature)
         .map_err(|_| HolderError::BadRequestSignature { round })?;
+    let (config, config_signature) = request.config();
+    if config.round != round {
+        return Err(HolderError::BadConfig {
+            round,
+            why: "is for another round",
+        });
+    }
+    aggregator
+        .verify(&config.transcript(), config_signature)
+        .map_err(|_| HolderError::BadConfig {
+            round,
+            why: "is not signed by the aggregator",
+        })?;
+    let config_digest = config.digest();
     let mut seen = BTreeSet::new();
-    for (index, agg) in request.aggregates().iter().enumerate() {
-        let fog = agg.fog;
-        if agg.round != round {
-            return Err(HolderError::AggregateForOtherRound {
+    let mut items = Vec::with_capacity(request.uploads().len());
+    for up in request.uploads() {
+        let client = up.client;
+        let Some(key) = registry.clients.get(&client) else {
+            return Err(HolderError::UnknownClient { round, client });
+        };
+        if up.round != round {
+            return Err(HolderError::UploadForOtherRound {
                 round,
-                index,
-                fog,
-                got: agg.round,
+                client,
+                what: up.round.to_string(),
             });
         }
-        let signed = registry
-            .key_of(Sender::Fog(fog))
-            .is_some_and(|key| key.verify(&agg.transcript(pk), &agg.signature).is_ok());
-        if !signed {
-            return Err(HolderError::BadAggregateSignature { round, index, fog });
+        if up.config != config_digest {
+            return Err(HolderError::UploadForOtherRound {
+                round,
+                client,
+                what: "another round config (another global model)".into(),
+            });
         }
-        for (client, _) in &agg.contributors {
-            if !registry.clients.contains_key(client) {
-                return Err(HolderError::UnknownClient {
-                    round,
-                    fog,
-                    client: *client,
-                });
-            }
-            if !seen.insert(*client) {
-                return Err(HolderError::ClientCountedTwice {
-                    round,
-                    client: *client,
-                    fog,
-                });
-            }
+        if !seen.insert(client) {
+            return Err(HolderError::ClientCountedTwice { round, client });
         }
+        items.push((key, up.transcript(pk), &up.signature));
+    }
+    let batch: Vec<_> = items.iter().map(|(k, t, s)| (*k, t, *s)).collect();
+    if let Err(e) = verify_batch(&batch) {
+        let culprit = match e {
+            SignatureError::BatchFailed { culprits } => culprits.first().copied().unwrap_or(0),
+            _ => (0..batch.len())
+                .find(|&i| batch[i].0.verify(batch[i].1, batch[i].2).is_err())
+                .unwrap_or(0),
+        };
+        return Err(HolderError::BadUploadSignature {
+            round,
+            client: request.uploads()[culprit].client,
+        });
     }
     let got = u32::try_from(seen.len()).unwrap_or(u32::MAX);
     if got < min_contributors {
@@ -186,15 +206,16 @@ pub fn share_of_checked<R: Rng + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    //! A lying aggregator against the holder's checks (issue 6): it cannot declare a count,
-    //! so it tries to get a small sum decrypted by repeating, altering, forging or replaying
-    //! fog aggregates.
+    //! A lying aggregator, alone or with a fog in league, against the holder's checks: it
+    //! cannot declare a count, so it tries to get a small sum decrypted by repeating,
+    //! relabelling, forging or replaying uploads, or by moving signatures.
 
     use super::*;
-    use crate::{ClientId, FogAggregate};
+    use crate::{ClientId, RoundConfig, Upload};
     use num_bigint::BigUint;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
+    use spddl_crypto::identity::Signature;
     use spddl_crypto::paillier::{self, Ciphertext, Plaintext};
     use spddl_crypto::testing::test_key;
 
@@ -202,7 +223,8 @@ mod tests {
         pk: PublicKey,
         shares: Vec<KeyShare>,
         aggregator: SigningKey,
-        fogs: Vec<SigningKey>,
+        fog: SigningKey,
+        clients: Vec<SigningKey>,
         holder: SigningKey,
         registry: Registry,
         rng: ChaCha20Rng,
@@ -214,62 +236,89 @@ mod tests {
         let (pk, shares) = test_key(1024, 2, 3, 11);
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let aggregator = SigningKey::generate(&mut rng);
-        let fogs: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate(&mut rng)).collect();
+        let fog = SigningKey::generate(&mut rng);
         let holder = SigningKey::generate(&mut rng);
+        let clients: Vec<SigningKey> = (0..6).map(|_| SigningKey::generate(&mut rng)).collect();
         let mut registry = Registry {
             aggregator: Some(aggregator.verifying_key()),
             ..Registry::default()
         };
-        for (f, k) in fogs.iter().enumerate() {
-            registry.fogs.insert(FogId(f as u32), k.verifying_key());
-        }
-        for c in 0..6 {
-            let k = SigningKey::generate(&mut rng);
-            registry.clients.insert(ClientId(c), k.verifying_key());
+        registry.fogs.insert(crate::FogId(0), fog.verifying_key());
+        for (c, k) in clients.iter().enumerate() {
+            registry
+                .clients
+                .insert(ClientId(c as u32), k.verifying_key());
         }
         World {
             pk,
             shares,
             aggregator,
-            fogs,
+            fog,
+            clients,
             holder,
             registry,
             rng,
         }
     }
 
+    fn config(round: u64, model: f32) -> RoundConfig {
+        RoundConfig {
+            round: RoundId(round),
+            num_params: 2,
+            clip_norm: 1.0,
+            quant_range: 0.5,
+            value_bits: 16,
+            max_contributors: 8,
+            max_weight: 1,
+            min_contributors: MIN,
+            local_epochs: 1,
+            batch_size: 8,
+            learning_rate: 0.1,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            proximal_mu: 0.0,
+            model_digest: RoundConfig::digest_model(&[model]),
+        }
+    }
+
     impl World {
-        /// Fog `fog`'s honest aggregate of `clients` in `round`: client `k` encrypted the
-        /// values `(k + 1, 100·(k + 1))`.
-        fn aggregate(&mut self, round: u64, fog: u32, clients: &[u32]) -> FogAggregate {
-            let mut sum: Option<Vec<Ciphertext>> = None;
-            for &k in clients {
-                let v = u64::from(k) + 1;
-                let cts: Vec<Ciphertext> = [v, 100 * v]
-                    .iter()
-                    .map(|&m| {
-                        let m = Plaintext::from_u64(&self.pk, m).unwrap();
-                        self.pk.encrypt(&m, &mut self.rng)
-                    })
-                    .collect();
-                sum = Some(match sum {
-                    None => cts,
-                    Some(s) => s.iter().zip(&cts).map(|(a, b)| self.pk.add(a, b)).collect(),
-                });
-            }
-            let contributors = clients.iter().map(|&k| (ClientId(k), 1)).collect();
-            FogAggregate::sign(
+        fn signed_config(&self, round: u64) -> (RoundConfig, Signature) {
+            let c = config(round, 0.5);
+            let sig = self.aggregator.sign(&c.transcript());
+            (c, sig)
+        }
+
+        fn ciphertexts(&mut self, k: u32) -> Vec<Ciphertext> {
+            let v = u64::from(k) + 1;
+            [v, 100 * v]
+                .iter()
+                .map(|&m| {
+                    let m = Plaintext::from_u64(&self.pk, m).unwrap();
+                    self.pk.encrypt(&m, &mut self.rng)
+                })
+                .collect()
+        }
+
+        /// Client `k`'s honest upload for `config`: it encrypted `(k + 1, 100·(k + 1))`.
+        fn upload(&mut self, config: &RoundConfig, k: u32) -> Upload {
+            let cts = self.ciphertexts(k);
+            Upload::sign(
                 &self.pk,
-                &self.fogs[fog as usize],
-                RoundId(round),
-                FogId(fog),
-                contributors,
-                sum.unwrap(),
+                &self.clients[k as usize],
+                config,
+                ClientId(k),
+                1,
+                cts,
             )
         }
 
-        fn request(&self, round: u64, aggregates: Vec<FogAggregate>) -> DecryptionRequest {
-            DecryptionRequest::sign(&self.pk, RoundId(round), aggregates, &self.aggregator).unwrap()
+        fn uploads(&mut self, config: &RoundConfig, clients: &[u32]) -> Vec<Upload> {
+            clients.iter().map(|&k| self.upload(config, k)).collect()
+        }
+
+        fn request(&self, round: u64, uploads: Vec<Upload>) -> DecryptionRequest {
+            let (c, sig) = self.signed_config(round);
+            DecryptionRequest::sign(&self.pk, c, sig, uploads, &self.aggregator).unwrap()
         }
 
         fn answer(
@@ -290,11 +339,11 @@ mod tests {
     }
 
     #[test]
-    fn an_honest_request_is_answered_and_decrypts_to_the_sum_of_the_listed_updates() {
+    fn an_honest_request_is_answered_and_decrypts_to_the_sum_of_the_uploads() {
         let mut w = world();
-        let a = w.aggregate(3, 0, &[0, 1, 2]);
-        let b = w.aggregate(3, 1, &[3, 4, 5]);
-        let r = w.request(3, vec![a, b]);
+        let (c, _) = w.signed_config(3);
+        let ups = w.uploads(&c, &[5, 0, 1, 2, 3, 4]);
+        let r = w.request(3, ups);
         assert_eq!(check_request(&w.pk, &w.registry, MIN, &r), Ok(6));
         let context = r.context(&w.pk);
         let verified: Vec<_> = (0..2)
@@ -314,153 +363,177 @@ mod tests {
     }
 
     #[test]
-    fn a_sum_of_too_few_distinct_updates_is_refused_however_it_is_dressed_up() {
+    fn a_sum_of_too_few_real_updates_is_refused_however_it_is_dressed_up() {
         let mut w = world();
-        let a = w.aggregate(3, 0, &[0, 1, 2]);
-        let b = w.aggregate(3, 1, &[3]);
-        // One honest aggregate of 3 < 4 updates.
-        let r = w.request(3, vec![a.clone()]);
+        let round = RoundId(3);
+        let (c, _) = w.signed_config(3);
+        let ups = w.uploads(&c, &[0, 1, 2]);
+        // Three honest uploads, fewer than 4.
+        let r = w.request(3, ups.clone());
         assert_eq!(
             w.answer(0, &r).unwrap_err(),
             HolderError::TooFewContributors {
-                round: RoundId(3),
+                round,
                 got: 3,
                 min: MIN
             }
         );
-        // The same aggregate twice: 6 listed, 3 distinct (and the sum would double them).
-        let r = w.request(3, vec![a.clone(), a.clone()]);
-        assert_eq!(r.listed_contributors(), 6);
+        // The same upload twice.
+        let r = w.request(
+            3,
+            vec![
+                ups[0].clone(),
+                ups[1].clone(),
+                ups[2].clone(),
+                ups[2].clone(),
+            ],
+        );
         assert_eq!(
             w.answer(0, &r).unwrap_err(),
             HolderError::ClientCountedTwice {
-                round: RoundId(3),
-                client: ClientId(0),
-                fog: FogId(0)
+                round,
+                client: ClientId(2)
             }
         );
-        // A client of fog 0 also listed by fog 1's aggregate.
-        let c = w.aggregate(3, 1, &[2, 3]);
-        let r = w.request(3, vec![a.clone(), c]);
-        assert!(matches!(
-            w.answer(0, &r).unwrap_err(),
-            HolderError::ClientCountedTwice {
-                client: ClientId(2),
-                fog: FogId(1),
-                ..
-            }
-        ));
-        // The aggregator adds contributors to fog 0's list (the ciphertexts still hold 3):
-        // fog 0's signature no longer covers it. It signs the request, so only the fog's
-        // signature can catch this.
-        let mut inflated = a.clone();
-        inflated.contributors.push((ClientId(4), 1));
-        inflated.contributors.push((ClientId(5), 1));
-        let r = w.request(3, vec![inflated.clone()]);
+        // A fog in league with the aggregator lists client 3 with client 2's ciphertexts
+        // (relabelled), or makes up client 4's upload and signs it with its own key.
+        let mut relabelled = ups[2].clone();
+        relabelled.client = ClientId(3);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), relabelled],
+        );
         let e = w.answer(0, &r).unwrap_err();
         assert_eq!(
             e,
-            HolderError::BadAggregateSignature {
-                round: RoundId(3),
-                index: 0,
-                fog: FogId(0)
+            HolderError::BadUploadSignature {
+                round,
+                client: ClientId(3)
             }
         );
-        assert!(e.to_string().contains("not signed by fog 0"), "{e}");
-        // The aggregator signs a made-up aggregate as "fog 1" with its own key.
-        let forged = FogAggregate::sign(
-            &w.pk,
-            &w.aggregator,
-            RoundId(3),
-            FogId(1),
-            vec![(ClientId(3), 1), (ClientId(4), 1)],
-            b.ciphertexts.clone(),
+        assert!(e.to_string().contains("not signed by client 3"), "{e}");
+        let cts = w.ciphertexts(4);
+        let made_up = Upload::sign(&w.pk, &w.fog, &c, ClientId(4), 1, cts);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), made_up],
         );
-        let r = w.request(3, vec![a.clone(), forged]);
-        assert!(matches!(
-            w.answer(0, &r).unwrap_err(),
-            HolderError::BadAggregateSignature {
-                index: 1,
-                fog: FogId(1),
-                ..
-            }
-        ));
-        // A fog id nobody registered.
-        let mut stranger = b.clone();
-        stranger.fog = FogId(9);
-        let r = w.request(3, vec![a.clone(), stranger]);
-        assert!(matches!(
-            w.answer(0, &r).unwrap_err(),
-            HolderError::BadAggregateSignature { fog: FogId(9), .. }
-        ));
-        // Fog 1's genuine aggregate of round 2 replayed into round 3 to make up the count.
-        let old = w.aggregate(2, 1, &[3, 4]);
-        let r = w.request(3, vec![a.clone(), old]);
         assert_eq!(
             w.answer(0, &r).unwrap_err(),
-            HolderError::AggregateForOtherRound {
-                round: RoundId(3),
-                index: 1,
-                fog: FogId(1),
-                got: RoundId(2)
+            HolderError::BadUploadSignature {
+                round,
+                client: ClientId(4)
             }
         );
-        // An aggregate that lists an unregistered client (a fog in league with the
-        // aggregator signs it).
-        let ghost = FogAggregate::sign(
-            &w.pk,
-            &w.fogs[1],
-            RoundId(3),
-            FogId(1),
-            vec![(ClientId(77), 1)],
-            b.ciphertexts.clone(),
+        // An upload naming a client nobody registered.
+        let cts = w.ciphertexts(1);
+        let ghost = Upload::sign(&w.pk, &w.fog, &c, ClientId(77), 1, cts);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), ghost],
         );
-        let r = w.request(3, vec![a.clone(), ghost]);
-        assert!(matches!(
+        assert_eq!(
             w.answer(0, &r).unwrap_err(),
             HolderError::UnknownClient {
-                client: ClientId(77),
+                round,
+                client: ClientId(77)
+            }
+        );
+        // Client 3's genuine upload of round 2 replayed into round 3.
+        let (old, _) = w.signed_config(2);
+        let replayed = w.upload(&old, 3);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), replayed],
+        );
+        assert!(matches!(
+            w.answer(0, &r).unwrap_err(),
+            HolderError::UploadForOtherRound {
+                client: ClientId(3),
                 ..
             }
         ));
-        // And with a fourth genuine update the same request is answered.
-        let r = w.request(3, vec![a, b]);
+        // Client 3's genuine upload of round 3, but trained from another global model (the
+        // aggregator sent it a different config).
+        let other = config(3, 0.25);
+        let split = w.upload(&other, 3);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), split],
+        );
+        let e = w.answer(0, &r).unwrap_err();
+        assert!(e.to_string().contains("another round config"), "{e}");
+        // With a fourth genuine update the request is answered.
+        let fourth = w.upload(&c, 3);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), fourth],
+        );
         assert!(w.answer(0, &r).is_ok());
     }
 
     #[test]
-    fn a_request_the_aggregator_did_not_sign_as_sent_is_refused() {
+    fn a_request_or_config_the_aggregator_did_not_sign_as_sent_is_refused() {
         let mut w = world();
-        let a = w.aggregate(3, 0, &[0, 1, 2]);
-        let b = w.aggregate(3, 1, &[3, 4]);
-        let c = w.aggregate(3, 1, &[5]);
+        let (c, sig) = w.signed_config(3);
+        let ups = w.uploads(&c, &[0, 1, 2, 3, 4]);
         // Signed by a fog, not the aggregator.
-        let r = DecryptionRequest::sign(&w.pk, RoundId(3), vec![a.clone(), b.clone()], &w.fogs[0])
-            .unwrap();
+        let r = DecryptionRequest::sign(&w.pk, c.clone(), sig, ups[..4].to_vec(), &w.fog).unwrap();
         assert_eq!(
             w.answer(0, &r).unwrap_err(),
             HolderError::BadRequestSignature { round: RoundId(3) }
         );
-        // The aggregator's signature over {a, b} moved to {a, c} or to another round.
-        let signed = w.request(3, vec![a.clone(), b]);
-        for (round, aggs) in [(3, vec![a.clone(), c]), (4, vec![a.clone()])] {
-            let moved =
-                DecryptionRequest::from_parts(&w.pk, RoundId(round), aggs, signed.signature)
-                    .unwrap();
+        // The aggregator's signature over uploads 0..4 moved to other uploads or a round.
+        let signed = w.request(3, ups[..4].to_vec());
+        for (round, these) in [(3, ups[1..5].to_vec()), (4, ups[..4].to_vec())] {
+            let moved = DecryptionRequest::from_parts(
+                &w.pk,
+                RoundId(round),
+                c.clone(),
+                sig,
+                these,
+                signed.signature,
+            )
+            .unwrap();
             assert!(matches!(
                 w.answer(0, &moved).unwrap_err(),
                 HolderError::BadRequestSignature { .. }
             ));
         }
-        // No aggregate at all, or aggregates of different lengths: not even a request.
+        // A config the aggregator did not sign (signed by the fog).
+        let fake = w.fog.sign(&c.transcript());
+        let r = DecryptionRequest::sign(&w.pk, c.clone(), fake, ups[..4].to_vec(), &w.aggregator)
+            .unwrap();
         assert!(
-            DecryptionRequest::from_parts(&w.pk, RoundId(3), vec![], signed.signature).is_err()
+            w.answer(0, &r)
+                .unwrap_err()
+                .to_string()
+                .contains("not signed by the aggregator")
         );
-        let mut short = a.clone();
+        // No upload, or uploads of different lengths: not even a request.
+        assert!(
+            DecryptionRequest::from_parts(
+                &w.pk,
+                RoundId(3),
+                c.clone(),
+                sig,
+                vec![],
+                signed.signature
+            )
+            .is_err()
+        );
+        let mut short = ups[1].clone();
         short.ciphertexts.pop();
         assert!(
-            DecryptionRequest::from_parts(&w.pk, RoundId(3), vec![a, short], signed.signature)
-                .is_err()
+            DecryptionRequest::from_parts(
+                &w.pk,
+                RoundId(3),
+                c,
+                sig,
+                vec![ups[0].clone(), short],
+                signed.signature
+            )
+            .is_err()
         );
     }
 }

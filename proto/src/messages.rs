@@ -101,6 +101,33 @@ impl RoundConfig {
         t
     }
 
+    /// A config with the digits run's values for `round` (650 parameters, 16-bit values, up
+    /// to 20 contributors of weight at most 2,000, at least 3): for examples and tests.
+    pub fn example(round: RoundId) -> Self {
+        RoundConfig {
+            round,
+            num_params: 650,
+            clip_norm: 5.0,
+            quant_range: 0.5,
+            value_bits: 16,
+            max_contributors: 20,
+            max_weight: 2000,
+            min_contributors: 3,
+            local_epochs: 1,
+            batch_size: 32,
+            learning_rate: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            proximal_mu: 0.0,
+            model_digest: Self::digest_model(&[]),
+        }
+    }
+
+    /// SHA-256 of the signed transcript: what an upload names as the config it was made for.
+    pub fn digest(&self) -> [u8; 32] {
+        self.transcript().digest()
+    }
+
     /// The encoder every party derives from this config (DESIGN §4): quantization to
     /// `value_bits` over `[−quant_range, quant_range]`, packed with head-room for
     /// `max_contributors` updates into plaintexts of the key's modulus size.
@@ -130,6 +157,10 @@ pub struct Upload {
     pub round: RoundId,
     /// The sender.
     pub client: ClientId,
+    /// [`RoundConfig::digest`] of the signed config the client trained and encoded for: a
+    /// key holder decrypts only a product of uploads that all name the same config, so the
+    /// global model each update was trained from is known and signed by its client.
+    pub config: [u8; 32],
     /// The client's weight in the average (its number of training samples); the packed
     /// values are already multiplied by it.
     pub weight: u64,
@@ -145,39 +176,52 @@ impl Upload {
         pk: &PublicKey,
         round: RoundId,
         client: ClientId,
+        config: &[u8; 32],
         weight: u64,
         ciphertexts: &[Ciphertext],
     ) -> Transcript {
         let mut t = header("upload", round, Sender::Client(client));
-        t.append_u64("weight", weight)
+        t.append_bytes("config", config)
+            .append_u64("weight", weight)
             .append_bytes("ciphertexts", &ciphertexts_digest(pk, ciphertexts));
         t
     }
 
     /// The transcript of this upload.
     pub fn transcript(&self, pk: &PublicKey) -> Transcript {
-        Self::transcript_for(pk, self.round, self.client, self.weight, &self.ciphertexts)
+        Self::transcript_for(
+            pk,
+            self.round,
+            self.client,
+            &self.config,
+            self.weight,
+            &self.ciphertexts,
+        )
     }
 
-    /// Builds and signs an upload.
+    /// Builds and signs an upload for the round of `config`.
     pub fn sign(
         pk: &PublicKey,
         key: &SigningKey,
-        round: RoundId,
+        config: &RoundConfig,
         client: ClientId,
         weight: u64,
         ciphertexts: Vec<Ciphertext>,
     ) -> Self {
+        let digest = config.digest();
+        let round = config.round;
         let signature = key.sign(&Self::transcript_for(
             pk,
             round,
             client,
+            &digest,
             weight,
             &ciphertexts,
         ));
         Upload {
             round,
             client,
+            config: digest,
             weight,
             ciphertexts,
             signature,
@@ -261,102 +305,112 @@ impl FogAggregate {
     }
 }
 
-/// The aggregator's request to the key holders: decrypt the product of these fog aggregates.
+/// The aggregator's request to the key holders: decrypt the product of these client-signed
+/// uploads (DESIGN §6: a key holder decrypts only a product it recomputed from client-signed
+/// uploads of at least `min_contributors` distinct clients).
 ///
-/// The request carries the fog-signed aggregates themselves, not a sum and a declared count:
-/// each holder checks every fog's signature, counts the distinct contributors and recomputes
-/// the sum `C = Π_f C_f` itself ([`crate::holder::check_request`]), so an aggregator cannot
-/// get a sum of fewer than `min_contributors` updates decrypted by declaring a larger count.
-/// The sum is computed when the request is built or parsed and cannot be set apart from the
-/// aggregates.
+/// The request carries the round's signed config and every upload in the sum, not fog
+/// aggregates or a declared count: each holder verifies every client's signature, counts the
+/// distinct registered clients and multiplies the uploads itself
+/// ([`crate::holder::check_request`]), so neither a lying aggregator nor a fog in league with
+/// it can get a sum of fewer real updates decrypted. The sum is computed when the request is
+/// built or parsed and cannot be set apart from the uploads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecryptionRequest {
     /// The round.
     pub round: RoundId,
-    aggregates: Vec<FogAggregate>,
+    config: RoundConfig,
+    config_signature: Signature,
+    uploads: Vec<Upload>,
     sum: Vec<Ciphertext>,
     /// The aggregator's signature over [`DecryptionRequest::transcript`].
     pub signature: Signature,
 }
 
 impl DecryptionRequest {
-    /// A request for the product of `aggregates`, signed by the aggregator's `key`.
+    /// A request for the product of `uploads` (made for `config`, which the aggregator signed
+    /// with `config_signature`), signed by the aggregator's `key`. Uploads are put in client
+    /// order.
     pub fn sign(
         pk: &PublicKey,
-        round: RoundId,
-        aggregates: Vec<FogAggregate>,
+        config: RoundConfig,
+        config_signature: Signature,
+        mut uploads: Vec<Upload>,
         key: &SigningKey,
     ) -> Result<Self, spddl_crypto::Error> {
-        let signature = key.sign(&Self::transcript_for(pk, round, &aggregates));
-        Self::from_parts(pk, round, aggregates, signature)
+        uploads.sort_by_key(|u| u.client);
+        let round = config.round;
+        let signature = key.sign(&Self::transcript_for(pk, round, &config, &uploads));
+        Self::from_parts(pk, round, config, config_signature, uploads, signature)
     }
 
-    /// A request from its parts (as received): multiplies the aggregates into the sum.
-    /// Fails when there is no aggregate or their lengths differ; signatures are not checked
-    /// here.
+    /// A request from its parts (as received): multiplies the uploads into the sum. Fails
+    /// when there is no upload or their lengths differ; signatures are not checked here.
     pub fn from_parts(
         pk: &PublicKey,
         round: RoundId,
-        aggregates: Vec<FogAggregate>,
+        config: RoundConfig,
+        config_signature: Signature,
+        uploads: Vec<Upload>,
         signature: Signature,
     ) -> Result<Self, spddl_crypto::Error> {
-        if aggregates.is_empty() {
+        if uploads.is_empty() {
             return Err(spddl_crypto::Error::Mismatch(
-                "a decryption request needs at least one fog aggregate".into(),
+                "a decryption request needs at least one upload".into(),
             ));
         }
-        let vectors: Vec<&[Ciphertext]> = aggregates
-            .iter()
-            .map(|a| a.ciphertexts.as_slice())
-            .collect();
+        let vectors: Vec<&[Ciphertext]> =
+            uploads.iter().map(|u| u.ciphertexts.as_slice()).collect();
         let sum = pk.sum_vectors(&vectors)?;
         Ok(DecryptionRequest {
             round,
-            aggregates,
+            config,
+            config_signature,
+            uploads,
             sum,
             signature,
         })
     }
 
-    /// The fog aggregates whose product is to be decrypted.
-    pub fn aggregates(&self) -> &[FogAggregate] {
-        &self.aggregates
+    /// The round's config, as the aggregator signed it.
+    pub fn config(&self) -> (&RoundConfig, &Signature) {
+        (&self.config, &self.config_signature)
     }
 
-    /// The encrypted sum `C`: the element-wise product of the aggregates.
+    /// The client-signed uploads whose product is to be decrypted.
+    pub fn uploads(&self) -> &[Upload] {
+        &self.uploads
+    }
+
+    /// The encrypted sum `C`: the element-wise product of the uploads.
     pub fn ciphertexts(&self) -> &[Ciphertext] {
         &self.sum
     }
 
-    /// How many contributors the aggregates list, counting a repeated client each time.
-    pub fn listed_contributors(&self) -> usize {
-        self.aggregates.iter().map(|a| a.contributors.len()).sum()
-    }
-
-    /// The bytes the aggregator signs: the round and every aggregate (its fog, contributors
-    /// and ciphertexts digest, in order).
+    /// The bytes the aggregator signs: the round, the config's digest and every upload (its
+    /// client, weight and ciphertexts digest, in order).
     pub fn transcript_for(
         pk: &PublicKey,
         round: RoundId,
-        aggregates: &[FogAggregate],
+        config: &RoundConfig,
+        uploads: &[Upload],
     ) -> Transcript {
         let mut t = header("decryption-request", round, Sender::Aggregator);
-        t.append_u64("aggregates", aggregates.len() as u64);
-        for a in aggregates {
-            t.append_u64("aggregate-round", a.round.0)
-                .append_u64("fog", a.fog.0.into())
-                .append_u64("contributors", a.contributors.len() as u64);
-            for (c, w) in &a.contributors {
-                t.append_u64("client", c.0.into()).append_u64("weight", *w);
-            }
-            t.append_bytes("ciphertexts", &ciphertexts_digest(pk, &a.ciphertexts));
+        t.append_bytes("config", &config.digest())
+            .append_u64("uploads", uploads.len() as u64);
+        for u in uploads {
+            t.append_u64("upload-round", u.round.0)
+                .append_u64("client", u.client.0.into())
+                .append_bytes("upload-config", &u.config)
+                .append_u64("weight", u.weight)
+                .append_bytes("ciphertexts", &ciphertexts_digest(pk, &u.ciphertexts));
         }
         t
     }
 
     /// The transcript of this request.
     pub fn transcript(&self, pk: &PublicKey) -> Transcript {
-        Self::transcript_for(pk, self.round, &self.aggregates)
+        Self::transcript_for(pk, self.round, &self.config, &self.uploads)
     }
 
     /// The context the holders bind into their proofs for this request.
@@ -460,21 +514,24 @@ mod tests {
     }
 
     #[test]
-    fn uploads_verify_and_bind_round_client_weight_and_ciphertexts() {
+    fn uploads_verify_and_bind_round_client_config_weight_and_ciphertexts() {
         let (pk, _) = test_key(1024, 2, 3, 11);
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let key = SigningKey::generate(&mut rng);
         let cts: Vec<_> = (0..3)
             .map(|m| pk.encrypt(&Plaintext::from_u64(&pk, m).unwrap(), &mut rng))
             .collect();
-        let up = Upload::sign(&pk, &key, RoundId(2), ClientId(7), 40, cts.clone());
+        let up = Upload::sign(&pk, &key, &config(), ClientId(7), 40, cts.clone());
+        assert_eq!(up.round, RoundId(3));
+        assert_eq!(up.config, config().digest());
         let vk = key.verifying_key();
         vk.verify(&up.transcript(&pk), &up.signature).unwrap();
-        let mut tampered = vec![up.clone(); 4];
-        tampered[0].round = RoundId(3);
+        let mut tampered = vec![up.clone(); 5];
+        tampered[0].round = RoundId(4);
         tampered[1].client = ClientId(8);
         tampered[2].weight = 41;
         tampered[3].ciphertexts.swap(0, 1);
+        tampered[4].config[0] ^= 1;
         for (i, t) in tampered.iter().enumerate() {
             assert!(
                 vk.verify(&t.transcript(&pk), &t.signature).is_err(),

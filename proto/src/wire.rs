@@ -223,6 +223,7 @@ pub fn upload_to_wire(pk: &PublicKey, u: &Upload) -> pb::Upload {
     pb::Upload {
         round: u.round.0,
         client: u.client.0,
+        config: u.config.to_vec(),
         weight: u.weight,
         ciphertexts: u.ciphertexts.iter().map(|c| c.to_bytes(pk)).collect(),
         signature: u.signature.to_bytes().to_vec(),
@@ -235,6 +236,11 @@ pub fn upload_from_wire(pk: &PublicKey, w: &pb::Upload) -> Result<Upload, WireEr
     Ok(Upload {
         round: RoundId(w.round),
         client: ClientId(w.client),
+        config: w
+            .config
+            .as_slice()
+            .try_into()
+            .map_err(|_| WireError::invalid(M, "config", "not 32 bytes"))?,
         weight: w.weight,
         ciphertexts: ciphertexts(pk, M, "ciphertexts", &w.ciphertexts)?,
         signature: signature(M, &w.signature)?,
@@ -299,46 +305,78 @@ pub fn aggregate_from_wire(
     })
 }
 
-/// A decryption request for the wire.
+/// A whole decryption request for the wire (every upload; the aggregator serves them in
+/// pages, see [`uploads_per_page`]).
 pub fn request_to_wire(pk: &PublicKey, r: &DecryptionRequest) -> pb::DecryptionRequest {
+    let (config, config_signature) = r.config();
     pb::DecryptionRequest {
         round: r.round.0,
-        aggregates: r
-            .aggregates()
-            .iter()
-            .map(|a| aggregate_to_wire(pk, a))
-            .collect(),
+        config: Some(config_to_wire(config, config_signature)),
+        uploads: r.uploads().iter().map(|u| upload_to_wire(pk, u)).collect(),
+        total_uploads: u32::try_from(r.uploads().len()).unwrap_or(u32::MAX),
         signature: r.signature.to_bytes().to_vec(),
     }
 }
 
-/// Parses a decryption request: every aggregate as [`aggregate_from_wire`] parses one, at
-/// least one, all of the same length; the sum is recomputed from them.
+/// How many uploads of `ciphertexts` ciphertexts each one page of a request may carry: a
+/// quarter of [`MAX_MESSAGE_BYTES`], at least one.
+pub fn uploads_per_page(pk: &PublicKey, ciphertexts: usize) -> usize {
+    let width = pk.n_squared().bits().div_ceil(8) as usize;
+    let upload_bytes = ciphertexts.max(1) * (width + 8) + 256;
+    ((MAX_MESSAGE_BYTES / 4) / upload_bytes).max(1)
+}
+
+/// Parses a whole decryption request (every page gathered into `uploads`): its config, every
+/// upload as [`upload_from_wire`] parses one, at least one, all of the same length, as many as
+/// `total_uploads` says; the sum is recomputed from them.
 pub fn request_from_wire(
     pk: &PublicKey,
     w: &pb::DecryptionRequest,
 ) -> Result<DecryptionRequest, WireError> {
     const M: &str = "DecryptionRequest";
-    if w.aggregates.len() > MAX_CONTRIBUTORS {
+    if w.uploads.len() > MAX_CONTRIBUTORS {
         return Err(WireError::TooMany {
             message: M,
-            field: "aggregates",
-            got: w.aggregates.len(),
+            field: "uploads",
+            got: w.uploads.len(),
             max: MAX_CONTRIBUTORS,
         });
     }
-    let aggregates = w
-        .aggregates
+    if w.uploads.len() != w.total_uploads as usize {
+        return Err(WireError::invalid(
+            M,
+            "uploads",
+            format!(
+                "{} uploads, total_uploads says {}",
+                w.uploads.len(),
+                w.total_uploads
+            ),
+        ));
+    }
+    let (config, config_signature) =
+        config_from_wire(w.config.as_ref().ok_or(WireError::Missing {
+            message: M,
+            field: "config",
+        })?)?;
+    let uploads = w
+        .uploads
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            aggregate_from_wire(pk, a)
-                .map_err(|e| WireError::invalid(M, "aggregates", format!("item {i}: {e}")))
+        .map(|(i, u)| {
+            upload_from_wire(pk, u)
+                .map_err(|e| WireError::invalid(M, "uploads", format!("item {i}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let signature = signature(M, &w.signature)?;
-    DecryptionRequest::from_parts(pk, RoundId(w.round), aggregates, signature)
-        .map_err(|e| WireError::invalid(M, "aggregates", e))
+    DecryptionRequest::from_parts(
+        pk,
+        RoundId(w.round),
+        config,
+        config_signature,
+        uploads,
+        signature,
+    )
+    .map_err(|e| WireError::invalid(M, "uploads", e))
 }
 
 /// A share response for the wire.
