@@ -5,25 +5,29 @@
 //! assembly ([`addmul_row`]): per limb one `mulx` (which leaves the flags alone), one `adcx`
 //! adding the accumulator limb and one `adox` adding the previous product's high word, so the
 //! two additions of every limb run in separate chains instead of one serial `adc` chain
-//! (Gopal, Guilford, Ozturk, Wolrich, Feghali, Dixon and Karakoyunlu, *Fast and constant-time
-//! implementation of modular exponentiation*, Intel white paper 2009, and Ozturk, Guilford,
-//! Gopal and Feghali, *New instructions supporting large integer arithmetic on Intel
-//! architecture processors*, Intel white paper 2012). LLVM does not interleave the two chains
-//! from intrinsics, hence the assembly.
+//! (Ozturk, Guilford, Gopal and Feghali, *New instructions supporting large integer
+//! arithmetic on Intel architecture processors*, Intel white paper 2012). LLVM does not
+//! interleave the two chains from intrinsics, hence the assembly. The row runs at about one
+//! limb product per cycle, MULX's throughput.
 //!
 //! On top of the row, in Rust:
 //! - the product `a·b` row by row (schoolbook, `s²` limb products);
-//! - a dedicated squaring: every cross product `a_i·a_j` (`i < j`) once, doubled, plus the
-//!   squares `a_i²` on the diagonal (`s(s − 1)/2 + s` limb products);
+//! - a dedicated squaring: every cross product `a_i·a_j` (`i < j`) once (as two half-size
+//!   triangles and a rectangle, recursively, so that most rows have equal lengths), then
+//!   doubled with the squares `a_i²` added in one assembly pass (`s(s − 1)/2 + s` limb
+//!   products);
 //! - a separate Montgomery reduction (REDC) of the `2s`-limb result, `s` rows of `m_i·N`, whose
 //!   row carries are collected in the limbs each row zeroes and added once at the end (GMP's
-//!   `mpn_redc_1` arrangement), then one conditional subtraction of `N`.
+//!   `mpn_redc_1` arrangement), then one conditional subtraction of `N`;
+//! - `a·b mod N` of ordinary residues ([`Mulx::mul_mod`], a homomorphic addition) as the
+//!   product and one Barrett reduction, half the work of entering and leaving the form.
 //!
 //! Outputs are fully reduced (`< N`), the same representation as the portable kernel, so both
 //! give identical limbs on identical inputs.
 //!
-//! This module and the IFMA kernel are the crate's only `unsafe`: the assembly block of
-//! [`addmul_row`]. [`Mulx::new`] succeeds only when the processor reports BMI2 and ADX.
+//! This module and the IFMA kernel are the crate's only `unsafe`: the assembly blocks of
+//! [`addmul_row`] and [`double_add_squares`]. [`Mulx::new`] succeeds only when the processor
+//! reports BMI2 and ADX, and both functions are reached only through a `Mulx`.
 #![allow(unsafe_code)]
 
 use num_bigint::BigUint;
@@ -204,30 +208,51 @@ fn product(a: &[u64], b: &[u64], t: &mut [u64]) {
 
 /// `t = a²` (`t` has `2s` limbs and is zero on entry).
 fn square(a: &[u64], t: &mut [u64]) {
+    cross_products(a, t);
+    // t = 2·t + Σ a_i²·2^{128i}; the total is a² < 2^{128s}.
+    double_add_squares(a, t);
+}
+
+/// `t = 2·t + Σ a_i²·2^{128i}` for `t` of `2s` limbs whose sum fits (`t` holds the cross
+/// products of `a`): doubling is `adcx t_j, t_j` (the CF chain carries the shifted-out bit),
+/// the squares join in the OF chain.
+fn double_add_squares(a: &[u64], t: &mut [u64]) {
     let s = a.len();
-    // Cross products: row i adds a_i·a_{i+1..s} at limb 2i + 1; its carry lands on limb
-    // i + s, which earlier rows (ending at limb i + s − 1) have not touched.
-    for i in 0..s.saturating_sub(1) {
-        t[i + s] = addmul_row(&mut t[2 * i + 1..i + s], &a[i + 1..], a[i]);
+    assert!(t.len() == 2 * s && s > 0, "2s limbs");
+    // SAFETY: BMI2 and ADX as for `addmul_row` (callers hold a `Mulx`). The loop runs s
+    // times, reading `a[0..s]` and reading and writing `t[0..2s]` (checked above), two limbs
+    // per step; `t` is a unique borrow. No stack use; clobbers are declared.
+    unsafe {
+        std::arch::asm!(
+            "xor r8d, r8d",
+            "2:",
+            "mov rdx, qword ptr [{a}]",
+            "mulx r9, r8, rdx",
+            "mov r10, qword ptr [{t}]",
+            "mov r11, qword ptr [{t} + 8]",
+            "adcx r10, r10",
+            "adcx r11, r11",
+            "adox r10, r8",
+            "adox r11, r9",
+            "mov qword ptr [{t}], r10",
+            "mov qword ptr [{t} + 8], r11",
+            "lea {a}, [{a} + 8]",
+            "lea {t}, [{t} + 16]",
+            "lea rcx, [rcx - 1]",
+            "jrcxz 3f",
+            "jmp 2b",
+            "3:",
+            a = inout(reg) a.as_ptr() => _,
+            t = inout(reg) t.as_mut_ptr() => _,
+            inout("rcx") s => _,
+            out("rdx") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            options(nostack),
+        );
     }
-    // t = 2·t + Σ a_i²·2^{128i}, limb pair by limb pair; the total is a² < 2^{128s}.
-    let mut shifted_out = 0u64; // the bit that doubling moved out of the previous limb
-    let mut carry = false;
-    for (i, &ai) in a.iter().enumerate() {
-        let sq = (ai as u128) * (ai as u128);
-        let (lo, hi) = (t[2 * i], t[2 * i + 1]);
-        let d_lo = (lo << 1) | shifted_out;
-        let d_hi = (hi << 1) | (lo >> 63);
-        shifted_out = hi >> 63;
-        let (x, c1) = d_lo.overflowing_add(sq as u64);
-        let (x, c2) = x.overflowing_add(carry as u64);
-        let (y, c3) = d_hi.overflowing_add((sq >> 64) as u64);
-        let (y, c4) = y.overflowing_add((c1 | c2) as u64);
-        t[2 * i] = x;
-        t[2 * i + 1] = y;
-        carry = c3 | c4;
-    }
-    debug_assert!(!carry && shifted_out == 0, "a² fits in 2s limbs");
 }
 
 /// `x < y` for equally long little-endian limbs.
@@ -238,6 +263,50 @@ fn less_than(x: &[u64], y: &[u64]) -> bool {
         }
     }
     false
+}
+
+/// `t = Σ_{i<j} a_i·a_j·2^{64(i+j)}` (`t` has `2s` limbs and is zero on entry).
+///
+/// Split `a = a₀ + a₁·2^{64h}`: the cross products of `a` are those of `a₀` (limbs `0..2h`),
+/// those of `a₁` (limbs `2h..2s`) and the rectangle `a₀·a₁·2^{64h}`, whose rows all have the
+/// same length. Rows of falling lengths (the direct triangle) end their loops at a different
+/// count each time, which the branch predictor misses; the rectangles' rows do not.
+fn cross_products(a: &[u64], t: &mut [u64]) {
+    let s = a.len();
+    if s <= 16 {
+        // Row i adds a_i·a_{i+1..s} at limb 2i + 1; its carry lands on limb i + s, which
+        // earlier rows (ending at limb i + s − 1) have not touched.
+        for i in 0..s.saturating_sub(1) {
+            t[i + s] = addmul_row(&mut t[2 * i + 1..i + s], &a[i + 1..], a[i]);
+        }
+        return;
+    }
+    let h = s / 2;
+    let (a0, a1) = a.split_at(h);
+    {
+        let (t0, t1) = t.split_at_mut(2 * h);
+        cross_products(a0, t0);
+        cross_products(a1, t1);
+    }
+    for (i, &x) in a0.iter().enumerate() {
+        // a₁·x_i at limb h + i; the carry joins limb s + i, which may be set already
+        let carry = addmul_row(&mut t[h + i..s + i], a1, x);
+        add_limb(&mut t[s + i..], carry);
+    }
+}
+
+/// `t += c` (the sum fits in `t`: every partial sum of the cross products is below the total).
+fn add_limb(t: &mut [u64], c: u64) {
+    let mut c = c;
+    for x in t {
+        let (v, o) = x.overflowing_add(c);
+        *x = v;
+        if !o {
+            return;
+        }
+        c = 1;
+    }
+    debug_assert!(c == 0, "carry out of the cross products");
 }
 
 /// `out − N` when `top·2^{64s} + out ≥ N`, else `out` unchanged.
