@@ -62,7 +62,8 @@ fn encrypt(pk: &PublicKey, values: &[u64]) -> Vec<Ciphertext> {
 fn wire_seeds(pk: &PublicKey) {
     for (name, values) in [("one", &[7u64][..]), ("three", &[0, 1, 1 << 40][..])] {
         let cts = encrypt(pk, values);
-        let upload = Upload::sign(pk, &key(1), RoundId(3), ClientId(4), 25, cts.clone());
+        let config = RoundConfig::example(RoundId(3));
+        let upload = Upload::sign(pk, &key(1), &config, ClientId(4), 25, cts.clone());
         write(
             "wire_upload",
             name,
@@ -85,13 +86,16 @@ fn wire_seeds(pk: &PublicKey) {
             wire::aggregate_to_wire(pk, &aggregate).encode_to_vec(),
         );
 
-        let mut second = aggregate.clone();
-        second.fog = FogId(3);
-        second.contributors = vec![(ClientId(2), 5)];
-        second.signature = key(4).sign(&second.transcript(pk));
-        let request =
-            DecryptionRequest::sign(pk, RoundId(3), vec![aggregate, second], &key(3))
-                .expect("aggregates of one length");
+        let second = Upload::sign(pk, &key(5), &config, ClientId(2), 5, cts.clone());
+        let config_signature = key(3).sign(&config.transcript());
+        let request = DecryptionRequest::sign(
+            pk,
+            config.clone(),
+            config_signature,
+            vec![upload.clone(), second],
+            &key(3),
+        )
+        .expect("uploads of one length");
         write(
             "wire_request",
             name,
@@ -234,7 +238,6 @@ fn config_seeds(pk: &PublicKey) {
         collect_timeout_s: 30.0,
         share_timeout_s: 10.0,
         linger_s: 2.0,
-        audit_rate: 1.0,
         round_attempts: 3,
         tls: Some(tls("aggregator")),
         fogs: vec![

@@ -193,6 +193,9 @@ pub fn config_from_wire(w: &pb::RoundConfig) -> Result<(RoundConfig, Signature),
     if w.max_weight == 0 {
         return Err(WireError::invalid(M, "max_weight", "zero"));
     }
+    if w.batch_size == 0 {
+        return Err(WireError::invalid(M, "batch_size", "zero"));
+    }
     let model_digest: [u8; 32] = w
         .model_digest
         .as_slice()
@@ -208,7 +211,7 @@ pub fn config_from_wire(w: &pb::RoundConfig) -> Result<(RoundConfig, Signature),
         max_weight: w.max_weight,
         min_contributors: w.min_contributors,
         local_epochs: w.local_epochs,
-        batch_size: w.batch_size.max(1),
+        batch_size: w.batch_size,
         learning_rate: finite("learning_rate", w.learning_rate)?,
         momentum: finite("momentum", w.momentum)?,
         weight_decay: finite("weight_decay", w.weight_decay)?,
