@@ -269,7 +269,8 @@ async fn unregistered_identities_and_foreign_certificates_are_refused() {
         "{err}"
     );
 
-    // An id the registry does not have: the aggregator refuses it.
+    // An id the registry does not have, claimed over client 1's certificate: the aggregator
+    // refuses it, because the certificate speaks only for client 1.
     let mut setup = deploy::client_setup(&out.join("client-1.toml"), false).unwrap();
     let data = federation(&scenario()).unwrap().client_data.swap_remove(1);
     setup.client = std::sync::Arc::new(spddl_client_trainer::client::Client::new(
@@ -283,7 +284,10 @@ async fn unregistered_identities_and_foreign_certificates_are_refused() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("not a registered client"), "{err}");
+    assert!(
+        err.contains("client 1's certificate cannot speak as client 99"),
+        "{err}"
+    );
 
     // A certificate from another CA: the TLS handshake fails, nothing reaches the services.
     let other = tempfile::tempdir().unwrap();
