@@ -112,7 +112,7 @@ mod tests {
 
     fn world() -> World {
         let (pk, _) = test_key(1024, 2, 3, 31);
-        let mut rng = rand::rng();
+        let mut rng = spddl_crypto::Entropy::os();
         let keys: Vec<SigningKey> = (0..3).map(|_| SigningKey::generate(&mut rng)).collect();
         let mut registry = Registry::default();
         for (i, k) in keys.iter().enumerate() {
@@ -135,7 +135,7 @@ mod tests {
                 .map(|v| {
                     self.pk.encrypt(
                         &Plaintext::from_u64(&self.pk, *v).unwrap(),
-                        &mut rand::rng(),
+                        &mut spddl_crypto::Entropy::os(),
                     )
                 })
                 .collect();

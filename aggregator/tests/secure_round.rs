@@ -9,6 +9,7 @@ use spddl_aggregator::{
     AggregatorError, Collecting, Coordinator, Decrypting, Event, FedAvg, PhaseKind, Settings,
     assign_round_robin,
 };
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{KeyShare, PublicKey, ShareIndex};
 use spddl_crypto::testing::test_key;
@@ -29,14 +30,19 @@ struct World {
     holders: Vec<SigningKey>,
     registry: Registry,
     config: RoundConfig,
+    /// Reproducible data and rounding.
     rng: ChaCha20Rng,
+    /// Keys, encryption randomness, proof nonces.
+    entropy: Entropy,
 }
 
 fn world(t: u16, l: u16, clients: usize, min_contributors: u32) -> World {
     let (pk, shares) = test_key(1024, t, l, 40 + u64::from(t));
-    let mut rng = ChaCha20Rng::seed_from_u64(7);
-    let mut gen_keys =
-        |n: usize| -> Vec<SigningKey> { (0..n).map(|_| SigningKey::generate(&mut rng)).collect() };
+    let rng = ChaCha20Rng::seed_from_u64(7);
+    let mut entropy = Entropy::os();
+    let mut gen_keys = |n: usize| -> Vec<SigningKey> {
+        (0..n).map(|_| SigningKey::generate(&mut entropy)).collect()
+    };
     let aggregator = gen_keys(1).pop().unwrap();
     let (clients, fogs, holders) = (gen_keys(clients), gen_keys(2), gen_keys(l as usize));
     let mut registry = Registry {
@@ -82,6 +88,7 @@ fn world(t: u16, l: u16, clients: usize, min_contributors: u32) -> World {
         registry,
         config,
         rng,
+        entropy,
     }
 }
 
@@ -109,7 +116,7 @@ impl World {
             .into_iter()
             .map(|p| {
                 let m = spddl_crypto::paillier::Plaintext::new(&self.pk, p).unwrap();
-                self.pk.encrypt(&m, &mut self.rng)
+                self.pk.encrypt(&m, &mut self.entropy)
             })
             .collect();
         Upload::sign(
@@ -188,7 +195,7 @@ impl World {
                 &self.pk,
                 d.request().ciphertexts(),
                 &d.request().context(&self.pk),
-                &mut self.rng,
+                &mut self.entropy,
             )
             .unwrap();
         let signature = self.holders[usize::from(h.get()) - 1]

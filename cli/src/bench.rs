@@ -172,7 +172,7 @@ fn measure(
     min: Duration,
     cores: usize,
 ) -> Result<Rates> {
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     let batch = batch.max(2);
     let plaintexts: Vec<Plaintext> = (0..batch)
         .map(|i| Plaintext::from_u64(pk, 1_000_003 * i as u64))
@@ -184,7 +184,7 @@ fn measure(
     let ds: Vec<_> = shares
         .iter()
         .take(t)
-        .map(|s| s.decrypt(pk, &cts, context, &mut rand::rng()))
+        .map(|s| s.decrypt(pk, &cts, context, &mut spddl_crypto::Entropy::os()))
         .collect::<Result<_, _>>()?;
     let verified: Vec<_> = ds
         .iter()
@@ -200,12 +200,12 @@ fn measure(
         ])
     };
     let encrypt = both(batch, &|| {
-        std::hint::black_box(pk.encrypt_all(&plaintexts, &mut rand::rng()));
+        std::hint::black_box(pk.encrypt_all(&plaintexts, &mut spddl_crypto::Entropy::os()));
     })?;
     let encrypt_textbook = both(batch.min(16), &|| {
         use rayon::prelude::*;
         plaintexts[..batch.min(16)].par_iter().for_each(|m| {
-            std::hint::black_box(pk.encrypt_textbook(m, &mut rand::rng()));
+            std::hint::black_box(pk.encrypt_textbook(m, &mut spddl_crypto::Entropy::os()));
         });
     })?;
     let add = on_threads(1, || {
@@ -225,7 +225,7 @@ fn measure(
     let partial_decrypt_with_proof = both(batch, &|| {
         std::hint::black_box(
             share
-                .decrypt(pk, &cts, context, &mut rand::rng())
+                .decrypt(pk, &cts, context, &mut spddl_crypto::Entropy::os())
                 .expect("same key"),
         );
     })?;
@@ -248,7 +248,7 @@ fn measure(
     use spddl_crypto::identity::{SigningKey, Transcript, verify_batch};
     let signed: Vec<_> = (0..batch as u64)
         .map(|i| {
-            let key = SigningKey::generate(&mut rand::rng());
+            let key = SigningKey::generate(&mut spddl_crypto::Entropy::os());
             let mut t = Transcript::new("bench-upload");
             t.append_u64("client", i);
             let sig = key.sign(&t);
@@ -289,8 +289,12 @@ fn crypto(args: CryptoArgs) -> Result<()> {
     let (kernel, why) = KernelKind::choice();
     let machine = Machine::this();
     let start = Instant::now();
-    let dealer = Dealer::generate(args.bits, &mut rand::rng())?;
-    let (pk, shares) = dealer.deal(args.threshold, args.holders, &mut rand::rng())?;
+    let dealer = Dealer::generate(args.bits, &mut spddl_crypto::Entropy::os())?;
+    let (pk, shares) = dealer.deal(
+        args.threshold,
+        args.holders,
+        &mut spddl_crypto::Entropy::os(),
+    )?;
     drop(dealer);
     let keygen_s = start.elapsed().as_secs_f64();
     let table_bytes = pk.precompute_encryption_table();
@@ -494,8 +498,9 @@ fn round(args: RoundArgs) -> Result<()> {
     scenario.validate().map_err(anyhow::Error::msg)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (bits, t, l) = (scenario.key_bits, scenario.threshold, scenario.holders);
-    let (pk, shares, _) = keycache::load_or_generate(bits, t, l, false, &mut rand::rng())
-        .context("dealing the benchmark key")?;
+    let (pk, shares, _) =
+        keycache::load_or_generate(bits, t, l, false, &mut spddl_crypto::Entropy::os())
+            .context("dealing the benchmark key")?;
     let min = Duration::from_secs_f64(args.seconds);
     // With --json the human-readable lines go to stderr, the objects alone to stdout.
     let say = |line: String| {
@@ -603,8 +608,9 @@ fn round(args: RoundArgs) -> Result<()> {
 
 fn fog(args: FogArgs) -> Result<()> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
-    let (pk, shares, _) = keycache::load_or_generate(2048, 3, 5, false, &mut rand::rng())
-        .context("dealing the benchmark key")?;
+    let (pk, shares, _) =
+        keycache::load_or_generate(2048, 3, 5, false, &mut spddl_crypto::Entropy::os())
+            .context("dealing the benchmark key")?;
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
     let rss_before = peak_rss_kb();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -130,7 +130,7 @@ fn parse_decimal(s: &str, what: &str) -> Result<BigUint> {
 
 fn encrypt(args: EncryptArgs) -> Result<String> {
     let pk = files::public_key(&args.key.key)?;
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     let cts = args
         .values
         .iter()
@@ -190,7 +190,7 @@ fn partial_decrypt(args: PartialDecryptArgs) -> Result<String> {
     }
     let context = args.context.as_bytes();
     let ds = share
-        .decrypt(&pk, &cts, context, &mut rand::rng())
+        .decrypt(&pk, &cts, context, &mut spddl_crypto::Entropy::os())
         .with_context(|| args.share.display().to_string())?;
     Ok(decryption_share_to_json(&ds, context))
 }

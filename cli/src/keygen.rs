@@ -50,7 +50,7 @@ pub(crate) fn run(args: KeygenArgs) -> Result<()> {
             existing.display()
         );
     }
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     let start = Instant::now();
     let dealer = Dealer::generate(args.bits, &mut rng)?;
     let (pk, shares) = dealer.deal(args.threshold, args.holders, &mut rng)?;

@@ -173,8 +173,9 @@ fn prepare_key(
         "dealer key: {t}-of-{l}, {bits}-bit modulus (only the first run with these \
          parameters searches safe primes)"
     ));
-    let (pk, shares, source) = keycache::load_or_generate(bits, t, l, fresh, &mut rand::rng())
-        .context("dealing the simulation key")?;
+    let (pk, shares, source) =
+        keycache::load_or_generate(bits, t, l, fresh, &mut spddl_crypto::Entropy::os())
+            .context("dealing the simulation key")?;
     Ok((Some((pk, shares)), Some(source)))
 }
 

@@ -3,6 +3,7 @@
 //! count), encrypt and sign it. Two steps, so a driver can time them separately; no IO.
 
 use rand::Rng;
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::{SigningKey, VerifyingKey};
 use spddl_crypto::paillier::{Plaintext, PublicKey};
 use spddl_proto::{ClientId, RoundConfig, Upload};
@@ -127,12 +128,18 @@ impl Client {
 
     /// Quantizes with stochastic rounding, packs `weight · u` (DESIGN §4), encrypts each
     /// plaintext under the threshold key and signs the upload.
+    ///
+    /// Two sources of randomness, kept apart: `rounding` drives stochastic rounding and may
+    /// be seeded ([`seeded_rng`], so a simulation and a deployment of one seed decrypt to the
+    /// same sums); `entropy` gives the encryption randomness `α`, which nobody may be able to
+    /// reproduce — whoever knows `α` strips `h_s^α` and reads the update.
     pub fn seal<R: Rng + ?Sized>(
         &self,
         pk: &PublicKey,
         config: &RoundConfig,
         update: &LocalUpdate,
-        rng: &mut R,
+        rounding: &mut R,
+        entropy: &mut Entropy,
     ) -> Result<Upload, ClientError> {
         let client = self.id;
         let encoding = |e: spddl_crypto::Error| ClientError::Encoding { client, source: e };
@@ -141,14 +148,14 @@ impl Client {
             .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
         let values: Vec<f64> = update.delta.iter().map(|&d| f64::from(d)).collect();
         let packed = encoder
-            .encode_scaled(&values, update.weight, config.max_weight, rng)
+            .encode_scaled(&values, update.weight, config.max_weight, rounding)
             .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;
         let plaintexts = packed
             .into_iter()
             .map(|p| Plaintext::new(pk, p))
             .collect::<Result<Vec<_>, spddl_crypto::Error>>()
             .map_err(encoding)?;
-        let ciphertexts = pk.encrypt_all(&plaintexts, rng);
+        let ciphertexts = pk.encrypt_all(&plaintexts, entropy);
         Ok(Upload::sign(
             pk,
             &self.identity,
@@ -162,7 +169,10 @@ impl Client {
 
 /// A deterministic generator for one purpose, round and party, derived from a run's seed.
 /// The simulation and a deployed client draw from the same streams (purpose 3: local
-/// training, 4: encoding and encryption), so the same seed gives the same updates.
+/// training, 4: stochastic rounding), so the same seed gives the same updates.
+///
+/// The seed is public (every participant's `scenario.toml`): these streams are for what may
+/// be reproduced, never for a secret. Encryption takes an [`Entropy`], which no seed makes.
 pub fn seeded_rng(seed: u64, purpose: u64, round: u64, party: u64) -> rand::rngs::StdRng {
     use rand::SeedableRng;
     let mix = seed

@@ -3,7 +3,8 @@
 //!
 //! A client polls `ClientRounds.GetRound`; for a round it has not been counted in, it checks
 //! the aggregator's signature on the config and the model digest, trains, seals (the same
-//! [`Client`] core as the simulation, with the same seeded streams), and uploads through its
+//! [`Client`] core as the simulation, with the same seeded training and rounding streams and
+//! encryption randomness from the operating system), and uploads through its
 //! fog list in order: a fog that is down or times out is skipped for the next one.
 //! A key holder polls `KeyHolders.GetDecryptionRequest` and answers with
 //! [`spddl_proto::answer_request`].
@@ -11,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::{SigningKey, VerifyingKey};
 use spddl_crypto::paillier::{KeyShare, PublicKey};
 use spddl_proto::transport::{Backoff, Security, describe};
@@ -38,7 +40,7 @@ pub struct ClientSetup {
     pub aggregator_key: VerifyingKey,
     /// TLS or plaintext.
     pub security: Security,
-    /// The run's seed (training and encoding streams).
+    /// The run's seed (training and rounding streams; never encryption randomness).
     pub seed: u64,
     /// Per-call deadline for uploads.
     pub upload_timeout: Duration,
@@ -196,9 +198,10 @@ async fn seal_round(
             .map_err(|e| e.to_string())?;
         let train_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let mut rng = seeded_rng(seed, 4, round, u64::from(id.0));
+        // Rounding from the seeded stream (the simulation's); α from the operating system.
+        let mut rounding = seeded_rng(seed, 4, round, u64::from(id.0));
         let upload = client
-            .seal(&pk, &config, &update, &mut rng)
+            .seal(&pk, &config, &update, &mut rounding, &mut Entropy::os())
             .map_err(|e| e.to_string())?;
         Ok((round, upload, train_s, t.elapsed().as_secs_f64()))
     })
@@ -409,7 +412,7 @@ pub async fn run_holder(
                             &request.config().0.model_digest,
                             &ciphertexts_digest(&s.pk, request.ciphertexts()),
                         )?;
-                        share_of_checked(&s.pk, &s.share, &s.identity, &request, &mut rand::rng())
+                        share_of_checked(&s.pk, &s.share, &s.identity, &request, &mut Entropy::os())
                             .map_err(|e| e.to_string())
                     })
                     .await

@@ -66,7 +66,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let (pk, shares) = test_key(BITS, 3, 5, 7);
     pk.precompute_encryption_table();
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     let m =
         Plaintext::new(&pk, spddl_crypto::arith::random_bits(BITS - 8, &mut rng)).expect("below n");
     let c = [pk.encrypt(&m, &mut rng), pk.encrypt(&m, &mut rng)];
@@ -84,7 +84,7 @@ fn fixture() -> Fixture {
 fn primitives(criterion: &mut Criterion) {
     let f = fixture();
     let pk = &f.pk;
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     #[cfg(feature = "gmp")]
     let g = gmp::Fixture::new(&f);
 
@@ -131,7 +131,7 @@ fn primitives(criterion: &mut Criterion) {
     group.finish();
 
     // The kernels underneath, at the sizes of the reference table.
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     let n2 = pk.n_squared();
     let mont_n2 = Montgomery::new(n2).expect("n² is odd");
     let x = spddl_crypto::arith::random_bits(n2.bits() - 1, &mut rng);

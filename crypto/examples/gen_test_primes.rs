@@ -8,7 +8,7 @@ use spddl_crypto::arith::to_hex;
 use spddl_crypto::primes::generate_safe_primes;
 
 fn main() {
-    let mut rng = rand::rng();
+    let mut rng = spddl_crypto::Entropy::os();
     for arg in std::env::args().skip(1) {
         let Ok(modulus_bits) = arg.parse::<u64>() else {
             eprintln!("usage: gen_test_primes MODULUS_BITS...");

@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(share.index(), shares[1].index());
         assert_eq!(share.secret(), shares[1].secret());
 
-        let mut rng = rand::rng();
+        let mut rng = crate::Entropy::os();
         let cts: Vec<_> = (0..3)
             .map(|m| pk.encrypt(&Plaintext::from_u64(&pk, m).unwrap(), &mut rng))
             .collect();

@@ -8,10 +8,12 @@
 //! names its holder when it is wrong.
 //!
 //! ```
+//! use spddl_crypto::Entropy;
 //! use spddl_crypto::paillier::{self, Dealer, Plaintext};
 //! # use spddl_crypto::testing::small_test_primes;
-//! let mut rng = rand::rng();
-//! // A real dealer calls `Dealer::generate(2048, t, ℓ, &mut rng)`; the doc test uses
+//! // Secrets (α, proof nonces, key material) come from the operating system only.
+//! let mut rng = Entropy::os();
+//! // A real dealer calls `Dealer::generate(2048, &mut rng)`; the doc test uses
 //! // checked-in test primes so it runs in milliseconds.
 //! let (p, q) = small_test_primes();
 //! let (pk, shares) = Dealer::from_safe_primes(p, q)?.deal(2, 3, &mut rng)?;
@@ -31,6 +33,7 @@
 
 pub mod arith;
 pub mod encoding;
+mod entropy;
 mod error;
 pub mod formats;
 pub mod identity;
@@ -41,4 +44,5 @@ pub mod proofs;
 #[doc(hidden)]
 pub mod testing;
 
+pub use entropy::Entropy;
 pub use error::Error;

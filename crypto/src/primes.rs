@@ -17,8 +17,9 @@ use num_bigint::BigUint;
 use num_integer::Integer;
 use num_traits::{One, ToPrimitive, Zero};
 use rand::rngs::StdRng;
-use rand::{CryptoRng, Rng, SeedableRng};
+use rand::{Rng, SeedableRng};
 
+use crate::Entropy;
 use crate::arith::random_bits;
 
 /// Small odd primes used for trial division and sieving.
@@ -109,7 +110,7 @@ pub fn is_safe_prime<R: Rng + ?Sized>(p: &BigUint, rng: &mut R) -> bool {
 /// One safe prime of exactly `bits` bits with its two top bits set (so a product of two such
 /// primes has exactly `2·bits` bits). Single-threaded; stops early (returning `None`) once
 /// `stop` is set.
-pub fn search_safe_prime<R: Rng + ?Sized>(
+fn search_safe_prime<R: Rng + ?Sized>(
     bits: u64,
     rng: &mut R,
     stop: &AtomicBool,
@@ -170,20 +171,16 @@ pub fn search_safe_prime<R: Rng + ?Sized>(
 
 /// `count` distinct safe primes of `bits` bits each, searched on every available core.
 ///
-/// Each worker thread draws its own seed from `rng`, so the caller's cryptographic generator
-/// is the only source of randomness.
-pub fn generate_safe_primes<R: CryptoRng + ?Sized>(
-    bits: u64,
-    count: usize,
-    rng: &mut R,
-) -> Vec<BigUint> {
+/// Each worker thread seeds its own generator from `entropy`, so the operating system is the
+/// only source of randomness (the primes are the key's secret).
+pub fn generate_safe_primes(bits: u64, count: usize, entropy: &mut Entropy) -> Vec<BigUint> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let found = Mutex::new(Vec::<BigUint>::with_capacity(count));
     let stop = AtomicBool::new(count == 0);
     let seeds: Vec<[u8; 32]> = (0..threads)
         .map(|_| {
             let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
+            entropy.fill_bytes(&mut seed);
             seed
         })
         .collect();
@@ -264,7 +261,7 @@ mod tests {
     #[test]
     fn parallel_generation_returns_distinct_primes() {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let ps = generate_safe_primes(160, 2, &mut rng);
+        let ps = generate_safe_primes(160, 2, &mut Entropy::os());
         assert_eq!(ps.len(), 2);
         assert_ne!(ps[0], ps[1]);
         assert!(ps.iter().all(|p| is_safe_prime(p, &mut rng)));

@@ -43,10 +43,11 @@ pub fn test_dealer(modulus_bits: u64) -> Dealer {
     Dealer::from_safe_primes(p, q).expect("checked-in test primes are safe primes")
 }
 
-/// A `t`-of-`ℓ` test key over the checked-in primes, dealt from a seeded generator.
+/// A `t`-of-`ℓ` test key over the checked-in primes, dealt from a seeded generator so that
+/// the known-answer files can be regenerated. Its primes are public: never a real key.
 pub fn test_key(modulus_bits: u64, t: u16, l: u16, seed: u64) -> (PublicKey, Vec<KeyShare>) {
     let mut rng = StdRng::seed_from_u64(seed);
     test_dealer(modulus_bits)
-        .deal(t, l, &mut rng)
+        .deal_from(t, l, &mut rng)
         .expect("test parameters are valid")
 }

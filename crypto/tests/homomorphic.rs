@@ -12,8 +12,7 @@ use num_bigint::BigUint;
 use num_traits::{One, Zero};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+use spddl_crypto::Entropy;
 
 use spddl_crypto::Error;
 use spddl_crypto::paillier::{Ciphertext, KeyShare, Plaintext, PublicKey};
@@ -50,12 +49,12 @@ fn plaintext() -> impl Strategy<Value = BigUint> {
     ]
 }
 
-fn encrypt(m: &BigUint, rng: &mut ChaCha20Rng) -> Ciphertext {
+fn encrypt(m: &BigUint, rng: &mut Entropy) -> Ciphertext {
     pk().encrypt(&Plaintext::new(pk(), m.clone()).unwrap(), rng)
 }
 
-fn decrypt(cts: &[Ciphertext], pair: usize, rng: &mut ChaCha20Rng) -> Vec<BigUint> {
-    common::threshold_decrypt(pk(), &KEY.1, &PAIRS[pair], cts, rng)
+fn decrypt(cts: &[Ciphertext], pair: usize) -> Vec<BigUint> {
+    common::threshold_decrypt(pk(), &KEY.1, &PAIRS[pair], cts)
 }
 
 proptest! {
@@ -63,12 +62,12 @@ proptest! {
 
     #[test]
     fn add_decrypts_to_the_sum_mod_n(
-        a in plaintext(), b in plaintext(), pair in 0..3usize, seed in any::<u64>()
+        a in plaintext(), b in plaintext(), pair in 0..3usize
     ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let (ca, cb) = (encrypt(&a, &mut rng), encrypt(&b, &mut rng));
         let sum = pk().add(&ca, &cb);
-        let got = decrypt(&[ca, cb, sum], pair, &mut rng);
+        let got = decrypt(&[ca, cb, sum], pair);
         prop_assert_eq!(&got[0], &a);
         prop_assert_eq!(&got[1], &b);
         prop_assert_eq!(&got[2], &((&a + &b) % n()));
@@ -83,11 +82,10 @@ proptest! {
             proptest::collection::vec(any::<u8>(), 0..=256).prop_map(|b| BigUint::from_bytes_be(&b)),
         ],
         pair in 0..3usize,
-        seed in any::<u64>(),
     ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let c = encrypt(&a, &mut rng);
-        let got = decrypt(&[pk().scalar_mul(&c, &k)], pair, &mut rng);
+        let got = decrypt(&[pk().scalar_mul(&c, &k)], pair);
         prop_assert_eq!(&got[0], &((&k * &a) % n()));
     }
 
@@ -95,24 +93,22 @@ proptest! {
     fn sum_of_many_decrypts_to_the_total(
         values in proptest::collection::vec(plaintext(), 1..=12),
         pair in 0..3usize,
-        seed in any::<u64>(),
     ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let cts: Vec<Ciphertext> = values.iter().map(|m| encrypt(m, &mut rng)).collect();
         let total = values.iter().fold(BigUint::zero(), |acc, m| (acc + m) % n());
-        let got = decrypt(&[pk().sum(&cts)], pair, &mut rng);
+        let got = decrypt(&[pk().sum(&cts)], pair);
         prop_assert_eq!(&got[0], &total);
     }
 
     #[test]
     fn sum_vectors_adds_element_wise(
-        (vectors, pair, seed) in (1usize..=4, 1usize..=3).prop_flat_map(|(clients, len)| (
+        (vectors, pair) in (1usize..=4, 1usize..=3).prop_flat_map(|(clients, len)| (
             proptest::collection::vec(proptest::collection::vec(plaintext(), len), clients),
             0..3usize,
-            any::<u64>(),
         )),
     ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let encrypted: Vec<Vec<Ciphertext>> = vectors
             .iter()
             .map(|v| v.iter().map(|m| encrypt(m, &mut rng)).collect())
@@ -123,55 +119,55 @@ proptest! {
         let expected: Vec<BigUint> = (0..len)
             .map(|j| vectors.iter().fold(BigUint::zero(), |acc, v| (acc + &v[j]) % n()))
             .collect();
-        prop_assert_eq!(decrypt(&summed, pair, &mut rng), expected);
+        prop_assert_eq!(decrypt(&summed, pair), expected);
     }
 
     #[test]
     fn negate_decrypts_to_the_additive_inverse(
-        a in plaintext(), pair in 0..3usize, seed in any::<u64>()
+        a in plaintext(), pair in 0..3usize
     ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let c = encrypt(&a, &mut rng);
         let neg = pk().negate(&c);
         let zero = pk().add(&c, &neg);
-        let got = decrypt(&[neg, zero], pair, &mut rng);
+        let got = decrypt(&[neg, zero], pair);
         prop_assert_eq!(&got[0], &((n() - &a) % n()));
         prop_assert_eq!(&got[1], &BigUint::zero());
     }
 
     #[test]
     fn rerandomize_changes_the_ciphertext_and_keeps_the_plaintext(
-        a in plaintext(), pair in 0..3usize, seed in any::<u64>()
+        a in plaintext(), pair in 0..3usize
     ) {
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let c = encrypt(&a, &mut rng);
         let fresh = pk().rerandomize(&c, &mut rng);
         prop_assert_ne!(&fresh, &c);
         let again = pk().rerandomize(&fresh, &mut rng);
         prop_assert_ne!(&again, &fresh);
         prop_assert_ne!(&again, &c);
-        let got = decrypt(&[fresh, again], pair, &mut rng);
+        let got = decrypt(&[fresh, again], pair);
         prop_assert_eq!(&got[0], &a);
         prop_assert_eq!(&got[1], &a);
     }
 
     #[test]
     fn values_near_n_wrap_around(
-        x in 0u64..1000, y in 0u64..1000, pair in 0..3usize, seed in any::<u64>()
+        x in 0u64..1000, y in 0u64..1000, pair in 0..3usize
     ) {
         // (n − 1 − x) + (y + 1) ≡ y − x (mod n)
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut rng = Entropy::os();
         let a = n() - 1u32 - x;
         let b = BigUint::from(y) + 1u32;
         let sum = pk().add(&encrypt(&a, &mut rng), &encrypt(&b, &mut rng));
         let expected = (n() + BigUint::from(y) - BigUint::from(x)) % n();
-        prop_assert_eq!(&decrypt(&[sum], pair, &mut rng)[0], &expected);
+        prop_assert_eq!(&decrypt(&[sum], pair)[0], &expected);
     }
 }
 
 #[test]
 fn n_minus_one_plus_one_is_zero() {
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut rng = Entropy::os();
     let n_minus_1 = n() - 1u32;
     let c_max = encrypt(&n_minus_1, &mut rng);
     let c_one = encrypt(&BigUint::one(), &mut rng);
@@ -188,7 +184,7 @@ fn n_minus_one_plus_one_is_zero() {
         pk().scalar_mul(&c_max, n()),
         pk().scalar_mul(&c_max, &BigUint::zero()),
     ];
-    let got = decrypt(&cts, 0, &mut rng);
+    let got = decrypt(&cts, 0);
     let n_minus_2 = n() - 2u32;
     assert_eq!(
         got,
@@ -205,9 +201,8 @@ fn n_minus_one_plus_one_is_zero() {
 
 #[test]
 fn empty_sums_are_encryptions_of_zero() {
-    let mut rng = ChaCha20Rng::seed_from_u64(2);
     let empty = pk().sum(std::iter::empty::<&Ciphertext>());
-    assert_eq!(decrypt(&[empty], 1, &mut rng), [BigUint::zero()]);
+    assert_eq!(decrypt(&[empty], 1), [BigUint::zero()]);
     assert_eq!(
         pk().sum_vectors::<Vec<Ciphertext>>(&[]).unwrap(),
         Vec::<Ciphertext>::new()
@@ -216,7 +211,7 @@ fn empty_sums_are_encryptions_of_zero() {
 
 #[test]
 fn sum_vectors_refuses_vectors_of_different_lengths() {
-    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut rng = Entropy::os();
     let c = encrypt(&BigUint::one(), &mut rng);
     let vectors = vec![
         vec![c.clone(), c.clone()],

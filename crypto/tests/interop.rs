@@ -11,7 +11,8 @@ use num_traits::Zero;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey};
+use spddl_crypto::Entropy;
+use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey, hazmat};
 use spddl_crypto::testing::{test_dealer, test_key, test_primes};
 
 /// Plaintexts covering the edges and the bulk of `[0, n)`.
@@ -40,10 +41,7 @@ fn textbook_ciphertexts_decrypt_through_the_threshold_path() {
         .iter()
         .map(|m| Ciphertext::new(&pk, common::textbook_encrypt(pk.n(), m, &mut rng)).unwrap())
         .collect();
-    assert_eq!(
-        common::threshold_decrypt(&pk, &shares, &[2, 0], &cts, &mut rng),
-        ms
-    );
+    assert_eq!(common::threshold_decrypt(&pk, &shares, &[2, 0], &cts), ms);
 }
 
 #[test]
@@ -55,8 +53,8 @@ fn textbook_and_native_ciphertexts_mix_under_the_homomorphic_operations() {
     let b = n - 5u32;
     let c = BigUint::from(77u32);
     let ca = Ciphertext::new(&pk, common::textbook_encrypt(n, &a, &mut rng)).unwrap();
-    let cb = pk.encrypt(&plaintext(&pk, &b), &mut rng);
-    let cc = pk.encrypt_textbook(&plaintext(&pk, &c), &mut rng);
+    let cb = pk.encrypt(&plaintext(&pk, &b), &mut Entropy::os());
+    let cc = pk.encrypt_textbook(&plaintext(&pk, &c), &mut Entropy::os());
     let k = BigUint::from(1_000_003u32);
     let cts = [
         pk.add(&ca, &cb),
@@ -64,7 +62,7 @@ fn textbook_and_native_ciphertexts_mix_under_the_homomorphic_operations() {
         pk.sum([&ca, &cb, &cc, &ca]),
         pk.scalar_mul(&ca, &k),
         pk.add(&pk.negate(&ca), &cb),
-        pk.rerandomize(&ca, &mut rng),
+        pk.rerandomize(&ca, &mut Entropy::os()),
     ];
     let expected = [
         (&a + &b) % n,
@@ -75,7 +73,7 @@ fn textbook_and_native_ciphertexts_mix_under_the_homomorphic_operations() {
         a.clone(),
     ];
     assert_eq!(
-        common::threshold_decrypt(&pk, &shares, &[4, 1, 2], &cts, &mut rng),
+        common::threshold_decrypt(&pk, &shares, &[4, 1, 2], &cts),
         expected
     );
 }
@@ -85,23 +83,27 @@ fn native_ciphertexts_decrypt_with_standard_paillier() {
     let (p, q) = test_primes(1024);
     let dealer = test_dealer(1024);
     let mut rng = ChaCha20Rng::seed_from_u64(203);
-    let (pk, _) = dealer.deal(2, 3, &mut rng).unwrap();
+    let (pk, _) = dealer.deal(2, 3, &mut Entropy::os()).unwrap();
     assert_eq!(dealer.modulus(), &p * &q);
     assert_eq!(pk.n(), &(&p * &q));
 
     let ms = plaintexts(&pk, &mut rng);
     let mut cts: Vec<Ciphertext> = ms
         .iter()
-        .map(|m| pk.encrypt(&plaintext(&pk, m), &mut rng))
+        .map(|m| pk.encrypt(&plaintext(&pk, m), &mut Entropy::os()))
         .collect();
     let mut expected = ms.clone();
     // Explicit α at both ends of its range, and past it (the slow path).
     for alpha_bits in [0u64, 1, pk.alpha_bits(), pk.alpha_bits() + 100] {
         let alpha = (BigUint::from(1u32) << alpha_bits) - 1u32;
-        cts.push(pk.encrypt_with_alpha(&plaintext(&pk, &ms[4]), &alpha));
+        cts.push(hazmat::encrypt_with_alpha(
+            &pk,
+            &plaintext(&pk, &ms[4]),
+            &alpha,
+        ));
         expected.push(ms[4].clone());
     }
-    cts.push(pk.encrypt_textbook(&plaintext(&pk, &ms[5]), &mut rng));
+    cts.push(pk.encrypt_textbook(&plaintext(&pk, &ms[5]), &mut Entropy::os()));
     expected.push(ms[5].clone());
     cts.push(pk.sum(&cts));
     expected.push(
@@ -130,7 +132,7 @@ fn independent_standard_decryption_agrees_on_textbook_ciphertexts() {
     let dealer = test_dealer(1024);
     let n = &p * &q;
     let mut rng = ChaCha20Rng::seed_from_u64(204);
-    let (pk, _) = dealer.deal(1, 1, &mut rng).unwrap();
+    let (pk, _) = dealer.deal(1, 1, &mut Entropy::os()).unwrap();
     for m in plaintexts(&pk, &mut rng) {
         let c = common::textbook_encrypt(&n, &m, &mut rng);
         assert_eq!(common::standard_decrypt(&p, &q, &c), m);
@@ -169,7 +171,7 @@ fn encrypt_with_alpha_is_the_formula_for_every_size_of_alpha() {
         for alpha in [top, all_ones, random] {
             let m = common::random_below(pk.n(), &mut rng);
             assert_eq!(
-                pk.encrypt_with_alpha(&plaintext(&pk, &m), &alpha).value(),
+                hazmat::encrypt_with_alpha(&pk, &plaintext(&pk, &m), &alpha).value(),
                 &common::encrypt_with_base(pk.n(), pk.h_s(), &m, &alpha),
                 "α of {} bits",
                 alpha.bits()

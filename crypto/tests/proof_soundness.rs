@@ -16,11 +16,8 @@ mod common;
 
 use num_bigint::BigUint;
 use num_traits::One;
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
-use spddl_crypto::Error;
 use spddl_crypto::arith::hash_to_bits;
 use spddl_crypto::paillier::{
     Ciphertext, DecryptionShare, KAPPA, KeyShare, Plaintext, PublicKey, ShareIndex,
@@ -28,6 +25,7 @@ use spddl_crypto::paillier::{
 };
 use spddl_crypto::proofs::DecryptionProof;
 use spddl_crypto::testing::test_key;
+use spddl_crypto::{Entropy, Error};
 
 const CONTEXT: &[u8] = b"spddl round 7";
 
@@ -90,7 +88,7 @@ fn prove_any(
     w: &BigUint,
     cts: &[Ciphertext],
     partials: Vec<BigUint>,
-    rng: &mut ChaCha20Rng,
+    rng: &mut Entropy,
 ) -> DecryptionShare {
     let n2 = pk.n_squared();
     let digest = inputs_digest(pk, holder, cts, &partials);
@@ -124,12 +122,12 @@ struct Setup {
     pk: PublicKey,
     shares: Vec<KeyShare>,
     cts: Vec<Ciphertext>,
-    rng: ChaCha20Rng,
+    rng: Entropy,
 }
 
 fn setup(k: usize, seed: u64) -> Setup {
     let (pk, shares) = test_key(1024, 2, 3, seed);
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = Entropy::os();
     let cts = (0..k as u64)
         .map(|m| pk.encrypt(&Plaintext::from_u64(&pk, 1000 + m).unwrap(), &mut rng))
         .collect();

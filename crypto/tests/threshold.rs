@@ -9,6 +9,7 @@ use num_bigint::BigUint;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use spddl_crypto::Entropy;
 use spddl_crypto::Error;
 use spddl_crypto::paillier::{
     Ciphertext, DecryptionShare, KeyShare, Plaintext, PublicKey, ShareIndex, VerifiedShare,
@@ -62,15 +63,16 @@ struct Fixture {
     plaintexts: Vec<BigUint>,
     cts: Vec<Ciphertext>,
     good: Vec<DecryptionShare>,
-    rng: ChaCha20Rng,
+    rng: Entropy,
 }
 
 impl Fixture {
     fn new(t: u16, l: u16, seed: u64, k: usize) -> Self {
         let (pk, shares) = test_key(1024, t, l, seed);
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        // A uniform value below n, n − 1, then small values.
-        let mut plaintexts = vec![common::random_below(pk.n(), &mut rng), pk.n() - 1u32];
+        let mut rng = Entropy::os();
+        // A uniform value below n (reproducible), n − 1, then small values.
+        let uniform = common::random_below(pk.n(), &mut ChaCha20Rng::seed_from_u64(seed));
+        let mut plaintexts = vec![uniform, pk.n() - 1u32];
         plaintexts.extend((0..k as u32).map(|i| BigUint::from(1000 + i)));
         plaintexts.truncate(k);
         let cts: Vec<Ciphertext> = plaintexts
@@ -480,7 +482,7 @@ fn share_of_another_key_fails() {
     let (other_pk, other_shares) = test_key(1024, 2, 3, 913);
     assert_eq!(other_pk.n(), f.pk.n());
     assert_ne!(other_pk.key_id(), f.pk.key_id());
-    let mut rng = ChaCha20Rng::seed_from_u64(913);
+    let mut rng = Entropy::os();
     let foreign = other_shares[0]
         .decrypt(&other_pk, &f.cts, CONTEXT, &mut rng)
         .unwrap();
@@ -564,6 +566,6 @@ fn combine_refuses_shares_verified_against_different_inputs() {
 #[test]
 fn decrypting_nothing_is_refused() {
     let (pk, shares) = test_key(1024, 2, 3, 116);
-    let mut rng = ChaCha20Rng::seed_from_u64(116);
+    let mut rng = Entropy::os();
     assert!(shares[0].decrypt(&pk, &[], CONTEXT, &mut rng).is_err());
 }

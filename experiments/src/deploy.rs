@@ -31,6 +31,7 @@ use spddl_client_trainer::client::Client;
 use spddl_client_trainer::decryption_log::DecryptionLog;
 use spddl_client_trainer::grpc::{ClientSetup, HolderSetup, UploadRecord};
 use spddl_client_trainer::model::Model;
+use spddl_crypto::Entropy;
 use spddl_crypto::formats::{read_secret_file, write_secret_file};
 use spddl_crypto::identity::{SigningKey, VerifyingKey};
 use spddl_crypto::paillier::{Dealer, KeyShare, PublicKey};
@@ -631,14 +632,14 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(out.join(d), std::fs::Permissions::from_mode(0o700))?;
     }
-    let mut rng = rand::rng();
+    let mut entropy = Entropy::os();
     let start = std::time::Instant::now();
     let (pk, shares) = match opts.key.take() {
         Some(k) => k,
         None => {
             Dealer::check_threshold(s.threshold, s.holders)?;
-            let dealer = Dealer::generate(s.key_bits, &mut rng)?;
-            dealer.deal(s.threshold, s.holders, &mut rng)?
+            let dealer = Dealer::generate(s.key_bits, &mut entropy)?;
+            dealer.deal(s.threshold, s.holders, &mut entropy)?
         }
     };
     let keygen_s = start.elapsed().as_secs_f64();
@@ -660,7 +661,7 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
     let mut registry = RegistryFile::default();
     let mut certificates = std::collections::BTreeMap::new();
     let mut identity = |name: &str| -> Result<String> {
-        let key = SigningKey::generate(&mut rand::rng());
+        let key = SigningKey::generate(&mut entropy);
         let hex_key = zeroize::Zeroizing::new(hex::encode(*key.to_bytes()));
         write_secret_file(
             &out.join(format!("identities/{name}.key")),

@@ -11,6 +11,7 @@ use spddl_aggregator::{Collecting, FedAdam, FedAvg, Strategy, assign_round_robin
 use spddl_client_trainer::client::{Client, LocalUpdate};
 use spddl_client_trainer::data::{self, Dataset};
 use spddl_client_trainer::model::{Model, ModelSpec};
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{KeyShare, PublicKey, ShareIndex};
 use spddl_fog_worker::FogRound;
@@ -121,7 +122,11 @@ pub fn run_mode(
     hook: RoundHook<'_>,
 ) -> Result<Vec<RoundMetrics>> {
     s.validate().map_err(anyhow::Error::msg)?;
-    let mut idrng = rng_for(s.seed, 1, 0, 0);
+    // Identities, encryption randomness and proof nonces are secrets: from the operating
+    // system, never the scenario seed (anyone holding it could replay them). The model
+    // digests depend on the seeded training and rounding streams only, so runs stay
+    // reproducible.
+    let mut idrng = Entropy::os();
     let clients: Vec<Client> = fed
         .client_data
         .iter()
@@ -289,8 +294,9 @@ fn secure_round(
         .par_iter()
         .map(|(id, u, _)| {
             let t = Instant::now();
-            let mut rng = rng_for(s.seed, 4, round, u64::from(id.0));
-            let up = p.clients[id.0 as usize].seal(pk, config, u, &mut rng)?;
+            let mut rounding = rng_for(s.seed, 4, round, u64::from(id.0));
+            let up =
+                p.clients[id.0 as usize].seal(pk, config, u, &mut rounding, &mut Entropy::os())?;
             Ok((up, t.elapsed().as_secs_f64()))
         })
         .collect::<Result<_>>()?;
@@ -388,7 +394,7 @@ fn secure_round(
                 }
                 let t = Instant::now();
                 let i = usize::from(h.get()) - 1;
-                let mut rng = rng_for(s.seed, 5, round, u64::from(h.get()));
+                let mut entropy = Entropy::os();
                 let mut resp = answer_request(
                     pk,
                     &p.shares[i],
@@ -396,7 +402,7 @@ fn secure_round(
                     &registry,
                     s.min_contributors,
                     &request,
-                    &mut rng,
+                    &mut entropy,
                 )?;
                 if liar(h) {
                     // A lying holder: a wrong partial decryption, honestly signed by itself.

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
+use spddl_crypto::Entropy;
 use spddl_crypto::formats::{read_secret_file, write_secret_file};
 use spddl_crypto::paillier::{Dealer, KeyShare, PublicKey};
 
@@ -67,18 +67,18 @@ pub fn entry_dir(root: &Path, bits: u64, t: u16, l: u16) -> PathBuf {
 ///
 /// Fails only when the parameters are invalid or the dealing itself fails; cache problems are
 /// warnings on standard error.
-pub fn load_or_generate<R: CryptoRng + ?Sized>(
+pub fn load_or_generate(
     bits: u64,
     t: u16,
     l: u16,
     fresh: bool,
-    rng: &mut R,
+    entropy: &mut Entropy,
 ) -> Result<(PublicKey, Vec<KeyShare>, KeySource)> {
     // Refuse bad parameters before a cache lookup or a prime search.
     Dealer::check_threshold(t, l)?;
     let mut generate = || -> Result<(PublicKey, Vec<KeyShare>)> {
-        let dealer = Dealer::generate(bits, rng)?;
-        Ok(dealer.deal(t, l, rng)?)
+        let dealer = Dealer::generate(bits, entropy)?;
+        Ok(dealer.deal(t, l, entropy)?)
         // `dealer` is dropped here, wiping p and q.
     };
     match cache_dir() {
@@ -257,8 +257,6 @@ fn unique_suffix() -> String {
 mod tests {
     use std::cell::Cell;
 
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
     use spddl_crypto::testing::test_dealer;
 
     use super::*;
@@ -273,8 +271,7 @@ mod tests {
     ) -> impl FnOnce() -> Result<(PublicKey, Vec<KeyShare>)> {
         move || {
             calls.set(calls.get() + 1);
-            let mut rng = StdRng::seed_from_u64(u64::from(calls.get()));
-            Ok(test_dealer(BITS).deal(t, l, &mut rng)?)
+            Ok(test_dealer(BITS).deal(t, l, &mut Entropy::os())?)
         }
     }
 
@@ -435,7 +432,7 @@ mod tests {
 
     #[test]
     fn invalid_parameters_fail_before_any_search() {
-        let err = load_or_generate(1024, 4, 3, false, &mut rand::rng()).unwrap_err();
+        let err = load_or_generate(1024, 4, 3, false, &mut Entropy::os()).unwrap_err();
         assert!(err.to_string().contains("threshold 4 of 3"), "{err}");
     }
 }

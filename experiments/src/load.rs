@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
+use spddl_crypto::Entropy;
 use spddl_crypto::paillier::{Ciphertext, KeyShare, Plaintext, PublicKey};
 use spddl_proto::transport::{Security, TlsFiles};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
@@ -142,8 +143,8 @@ async fn drive(out: &Path, clients: usize) -> Result<LoadReport> {
         .map(|i| -> Result<pb::SubmitUploadRequest> {
             let file: ClientFile = read_toml(&out.join(format!("client-{i}.toml")))?;
             let key = deploy::read_identity(&out.join(&file.identity))?;
-            let mut rng = rand::rng();
-            let cts: Vec<Ciphertext> = (0..len).map(|_| pk.encrypt(&zero, &mut rng)).collect();
+            let mut entropy = Entropy::os();
+            let cts: Vec<Ciphertext> = (0..len).map(|_| pk.encrypt(&zero, &mut entropy)).collect();
             let upload = Upload::sign(&pk, &key, &config, ClientId(i as u32), 1, cts);
             Ok(pb::SubmitUploadRequest {
                 upload: Some(wire::upload_to_wire(&pk, &upload)),

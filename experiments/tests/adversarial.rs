@@ -119,7 +119,7 @@ impl Attacker {
     fn encrypt(&self, n: usize) -> Vec<Ciphertext> {
         let m = Plaintext::from_u64(&self.pk, 1).unwrap();
         (0..n)
-            .map(|_| self.pk.encrypt(&m, &mut rand::rng()))
+            .map(|_| self.pk.encrypt(&m, &mut spddl_crypto::Entropy::os()))
             .collect()
     }
 
@@ -263,7 +263,7 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
     let good = a.encrypt(len);
 
     let forged = {
-        let stranger = SigningKey::generate(&mut rand::rng());
+        let stranger = SigningKey::generate(&mut spddl_crypto::Entropy::os());
         let up = Upload::sign(&pk, &stranger, &config, ClientId(0), 1, good.clone());
         wire::upload_to_wire(&pk, &up)
     };
@@ -344,7 +344,7 @@ async fn forged_replayed_and_malformed_uploads_are_refused_and_the_rounds_stay_e
         .map(|_| {
             other_pk.encrypt(
                 &Plaintext::from_u64(&other_pk, 1).unwrap(),
-                &mut rand::rng(),
+                &mut spddl_crypto::Entropy::os(),
             )
         })
         .collect();
@@ -516,7 +516,7 @@ async fn a_cheating_key_holder_is_blamed_every_round_and_the_others_decrypt_exac
             }
             let cheat = cheats[request.round.0 as usize % cheats.len()];
             let context = request.context(&pk);
-            let mut rng = rand::rng();
+            let mut rng = spddl_crypto::Entropy::os();
             let mut share = match cheat {
                 Cheat::OtherCiphertexts => {
                     let mut other = request.ciphertexts().to_vec();
@@ -893,7 +893,7 @@ async fn a_lying_aggregator_with_a_colluding_fog_cannot_get_a_small_sum_or_a_dif
     };
     // Client k's genuine upload for `config`: it encrypted (k + 1, 2k + 1).
     let upload = |config: &RoundConfig, k: u32| {
-        let mut rng = rand::rng();
+        let mut rng = spddl_crypto::Entropy::os();
         let cts: Vec<Ciphertext> = [u64::from(k) + 1, 2 * u64::from(k) + 1]
             .iter()
             .map(|&m| pk.encrypt(&Plaintext::from_u64(&pk, m).unwrap(), &mut rng))

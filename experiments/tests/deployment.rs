@@ -252,7 +252,7 @@ async fn unregistered_identities_and_foreign_certificates_are_refused() {
     // Client 0's id with a signing key the registry does not know: the fog refuses it.
     let mut setup = deploy::client_setup(&out.join("client-0.toml"), false).unwrap();
     let data = federation(&scenario()).unwrap().client_data.swap_remove(0);
-    let stranger = spddl_crypto::identity::SigningKey::generate(&mut rand::rng());
+    let stranger = spddl_crypto::identity::SigningKey::generate(&mut spddl_crypto::Entropy::os());
     setup.client = std::sync::Arc::new(spddl_client_trainer::client::Client::new(
         spddl_proto::ClientId(0),
         stranger,
@@ -275,7 +275,7 @@ async fn unregistered_identities_and_foreign_certificates_are_refused() {
     let data = federation(&scenario()).unwrap().client_data.swap_remove(1);
     setup.client = std::sync::Arc::new(spddl_client_trainer::client::Client::new(
         spddl_proto::ClientId(99),
-        spddl_crypto::identity::SigningKey::generate(&mut rand::rng()),
+        spddl_crypto::identity::SigningKey::generate(&mut spddl_crypto::Entropy::os()),
         data,
     ));
     let err = within(

@@ -2,8 +2,7 @@
 //! decrypting to the sum of the accepted uploads.
 #![allow(clippy::unwrap_used)]
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey, verify_and_combine};
 use spddl_crypto::testing::test_key;
@@ -18,12 +17,12 @@ struct Setup {
     shares: Vec<spddl_crypto::paillier::KeyShare>,
     keys: Vec<SigningKey>,
     registry: Registry,
-    rng: ChaCha20Rng,
+    rng: Entropy,
 }
 
 fn setup() -> Setup {
     let (pk, shares) = test_key(1024, 2, 3, 21);
-    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let mut rng = Entropy::os();
     let keys: Vec<SigningKey> = (0..5).map(|_| SigningKey::generate(&mut rng)).collect();
     let mut registry = Registry::default();
     for (i, k) in keys.iter().enumerate() {

@@ -12,7 +12,7 @@ use prost::Message;
 use spddl_crypto::encoding::PackingParams;
 use spddl_crypto::formats::{ciphertexts_to_json, decryption_share_from_json};
 use spddl_crypto::identity::SigningKey;
-use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey};
+use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey, hazmat};
 use spddl_experiments::deploy::{
     AggregatorFile, ClientFile, FogEntry, FogFile, HolderFile, RegistryFile,
 };
@@ -49,9 +49,10 @@ fn encrypt(pk: &PublicKey, values: &[u64]) -> Vec<Ciphertext> {
     values
         .iter()
         .map(|&m| {
-            // Fixed α: the seeds are the same on every run.
+            // Fixed α (test data under a test key): the seeds are the same on every run.
             let alpha = BigUint::from(0x5eed_0000 + m);
-            pk.encrypt_with_alpha(
+            hazmat::encrypt_with_alpha(
+                pk,
                 &Plaintext::from_u64(pk, m).expect("small plaintext"),
                 &alpha,
             )

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use prost::Message;
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::Plaintext;
 use spddl_crypto::testing::test_key;
@@ -28,7 +29,7 @@ fn main() {
         ],
     };
     let (pk, shares) = test_key(2048, 3, 5, 4);
-    let aggregator = SigningKey::generate(&mut rand::rng());
+    let aggregator = SigningKey::generate(&mut Entropy::os());
     for (name, params, clients) in cases {
         let config = RoundConfig {
             num_params: params,
@@ -47,18 +48,18 @@ fn main() {
         let t = Instant::now();
         let uploads: Vec<Upload> = (0..clients)
             .map(|k| {
-                let key = SigningKey::generate(&mut rand::rng());
+                let key = SigningKey::generate(&mut Entropy::os());
                 registry.clients.insert(ClientId(k), key.verifying_key());
                 let m = Plaintext::from_u64(&pk, u64::from(k)).expect("below n");
                 let cts = (0..len)
-                    .map(|_| pk.encrypt(&m, &mut rand::rng()))
+                    .map(|_| pk.encrypt(&m, &mut Entropy::os()))
                     .collect();
                 Upload::sign(&pk, &key, &config, ClientId(k), 1, cts)
             })
             .collect();
         let encrypt_s = t.elapsed().as_secs_f64();
         // What a request held before: one aggregate per fog.
-        let fog = SigningKey::generate(&mut rand::rng());
+        let fog = SigningKey::generate(&mut Entropy::os());
         let aggregates: Vec<FogAggregate> = uploads
             .chunks(uploads.len().div_ceil(2))
             .enumerate()
@@ -94,7 +95,7 @@ fn main() {
         let t = Instant::now();
         let context = parsed.context(&pk);
         shares[0]
-            .decrypt(&pk, parsed.ciphertexts(), &context, &mut rand::rng())
+            .decrypt(&pk, parsed.ciphertexts(), &context, &mut Entropy::os())
             .expect("decrypts");
         let decrypt_s = t.elapsed().as_secs_f64();
         println!(

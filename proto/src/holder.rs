@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use rand::Rng;
+use spddl_crypto::Entropy;
 use spddl_crypto::identity::{SignatureError, SigningKey, verify_batch};
 use spddl_crypto::paillier::{KeyShare, PublicKey};
 
@@ -170,32 +170,33 @@ pub fn check_request(
 }
 
 /// Answers a decryption request: [`check_request`], then [`share_of_checked`].
-pub fn answer_request<R: Rng + ?Sized>(
+pub fn answer_request(
     pk: &PublicKey,
     share: &KeyShare,
     identity: &SigningKey,
     registry: &Registry,
     min_contributors: u32,
     request: &DecryptionRequest,
-    rng: &mut R,
+    entropy: &mut Entropy,
 ) -> Result<ShareResponse, HolderError> {
     check_request(pk, registry, min_contributors, request)?;
-    share_of_checked(pk, share, identity, request, rng)
+    share_of_checked(pk, share, identity, request, entropy)
 }
 
 /// This holder's signed decryption share of a request's sum, bound to its round and
 /// ciphertexts, for a request that passed [`check_request`] (a caller with more to check in
 /// between, such as the one-sum-per-round record, calls the two itself).
-pub fn share_of_checked<R: Rng + ?Sized>(
+pub fn share_of_checked(
     pk: &PublicKey,
     share: &KeyShare,
     identity: &SigningKey,
     request: &DecryptionRequest,
-    rng: &mut R,
+    entropy: &mut Entropy,
 ) -> Result<ShareResponse, HolderError> {
     let round = request.round;
     let context = request.context(pk);
-    let decryption = share.decrypt(pk, request.ciphertexts(), &context, rng)?;
+    // The proof's nonce comes from `entropy`: one known nonce would reveal the key share.
+    let decryption = share.decrypt(pk, request.ciphertexts(), &context, entropy)?;
     let signature = identity.sign(&ShareResponse::transcript_for(round, &decryption));
     Ok(ShareResponse {
         round,
@@ -213,8 +214,6 @@ mod tests {
     use super::*;
     use crate::{ClientId, RoundConfig, Upload};
     use num_bigint::BigUint;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
     use spddl_crypto::identity::Signature;
     use spddl_crypto::paillier::{self, Ciphertext, Plaintext};
     use spddl_crypto::testing::test_key;
@@ -227,14 +226,14 @@ mod tests {
         clients: Vec<SigningKey>,
         holder: SigningKey,
         registry: Registry,
-        rng: ChaCha20Rng,
+        rng: Entropy,
     }
 
     const MIN: u32 = 4;
 
     fn world() -> World {
         let (pk, shares) = test_key(1024, 2, 3, 11);
-        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut rng = Entropy::os();
         let aggregator = SigningKey::generate(&mut rng);
         let fog = SigningKey::generate(&mut rng);
         let holder = SigningKey::generate(&mut rng);

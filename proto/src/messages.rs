@@ -461,8 +461,7 @@ impl ShareResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
+    use spddl_crypto::Entropy;
     use spddl_crypto::paillier::Plaintext;
     use spddl_crypto::testing::test_key;
 
@@ -516,7 +515,7 @@ mod tests {
     #[test]
     fn uploads_verify_and_bind_round_client_config_weight_and_ciphertexts() {
         let (pk, _) = test_key(1024, 2, 3, 11);
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut rng = Entropy::os();
         let key = SigningKey::generate(&mut rng);
         let cts: Vec<_> = (0..3)
             .map(|m| pk.encrypt(&Plaintext::from_u64(&pk, m).unwrap(), &mut rng))

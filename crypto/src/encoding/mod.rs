@@ -10,12 +10,15 @@
 //! ```
 //! use spddl_crypto::encoding::{Encoder, PackingParams, Quantizer};
 //! # use num_bigint::BigUint;
-//! let mut rng = rand::rng();
+//! # use rand::SeedableRng;
+//! // Stochastic rounding needs no secret: a seeded stream keeps runs reproducible. The
+//! // encryption that follows draws its `α` from `spddl_crypto::Entropy`, never from this.
+//! let mut rounding = rand::rngs::StdRng::seed_from_u64(7);
 //! // 16-bit values in [−1, 1], head-room for 128 clients, 2048-bit modulus: 89 slots.
 //! let encoder = Encoder::new(Quantizer::new(1.0, 16)?, PackingParams::new(16, 128, 2048)?)?;
 //!
-//! let a = encoder.encode(&[0.5, -0.25, 0.0], &mut rng)?;
-//! let b = encoder.encode(&[0.25, 0.5, -1.0], &mut rng)?;
+//! let a = encoder.encode(&[0.5, -0.25, 0.0], &mut rounding)?;
+//! let b = encoder.encode(&[0.25, 0.5, -1.0], &mut rounding)?;
 //! // Homomorphic addition adds the packed plaintexts as integers.
 //! let sum: Vec<BigUint> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
 //!
@@ -174,12 +177,17 @@ impl Encoder {
     }
 
     /// Quantizes `values` with stochastic rounding and packs them into `⌈len/S⌉` plaintexts.
+    ///
+    /// `rounding` is a reproducible stream (seeded, so a simulation and a deployment of the
+    /// same seed round alike); it must never also serve as encryption randomness, which is
+    /// [`crate::Entropy`]'s alone.
     pub fn encode<R: rand::Rng + ?Sized>(
         &self,
         values: &[f64],
-        rng: &mut R,
+        rounding: &mut R,
     ) -> Result<Vec<BigUint>, EncodingError> {
-        self.packing.pack(&self.quantizer.quantize(values, rng)?)
+        self.packing
+            .pack(&self.quantizer.quantize(values, rounding)?)
     }
 
     /// The packed form of `(weight / max_weight) · x`, for weighted averaging.
@@ -196,7 +204,7 @@ impl Encoder {
         values: &[f64],
         weight: u64,
         max_weight: u64,
-        rng: &mut R,
+        rounding: &mut R,
     ) -> Result<Vec<BigUint>, EncodingError> {
         if weight == 0 || weight > max_weight {
             return Err(EncodingError::WeightOutOfRange {
@@ -210,7 +218,7 @@ impl Encoder {
             .iter()
             .map(|x| if x.is_nan() { *x } else { x.clamp(-r, r) * f })
             .collect();
-        self.encode(&scaled, rng)
+        self.encode(&scaled, rounding)
     }
 
     /// Unpacks the sum of `contributions` encoded vectors of length `len` and returns the sums

@@ -50,7 +50,7 @@ mod tests {
     use num_bigint::BigUint;
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngSeed};
-    use rand::SeedableRng;
+    use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha20Rng;
     use sha2::{Digest, Sha512};
 
@@ -64,7 +64,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         (0..n)
             .map(|i| {
-                let sk = SigningKey::generate(&mut rng);
+                let sk = SigningKey::from_bytes(&rng.random());
                 let mut transcript = Transcript::new("upload");
                 transcript
                     .append_u64("round", 3)
@@ -93,7 +93,8 @@ mod tests {
         match how % 4 {
             // A signature by someone else's key on this transcript.
             0 => {
-                let sk = SigningKey::generate(&mut ChaCha20Rng::seed_from_u64(1000 + i as u64));
+                let sk =
+                    SigningKey::from_bytes(&ChaCha20Rng::seed_from_u64(1000 + i as u64).random());
                 uploads[i].signature = sk.sign(&uploads[i].transcript);
             }
             // Another item's valid signature.

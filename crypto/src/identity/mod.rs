@@ -8,7 +8,7 @@
 //! ```
 //! use spddl_crypto::identity::{SigningKey, Transcript, verify_batch};
 //!
-//! let key = SigningKey::generate(&mut rand::rng());
+//! let key = SigningKey::generate(&mut spddl_crypto::Entropy::os());
 //! let mut upload = Transcript::new("upload");
 //! upload
 //!     .append_u64("round", 7)

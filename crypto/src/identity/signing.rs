@@ -7,6 +7,7 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::error::{SignatureError, fixed_bytes};
 use super::{Signature, Transcript, VerifyingKey};
+use crate::Entropy;
 
 /// An ed25519 secret key (the 32-byte seed of RFC 8032) with its public key.
 ///
@@ -27,9 +28,9 @@ impl SigningKey {
     /// Length of the secret in bytes.
     pub const LENGTH: usize = 32;
 
-    /// Draws a fresh key from a cryptographically secure generator.
-    pub fn generate<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        Self(ed25519_dalek::SigningKey::generate(rng))
+    /// Draws a fresh key from the operating system.
+    pub fn generate(entropy: &mut Entropy) -> Self {
+        Self(ed25519_dalek::SigningKey::generate(entropy))
     }
 
     /// Rebuilds a key from its 32-byte secret.
@@ -76,9 +77,6 @@ impl fmt::Debug for SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
-
     // RFC 8032 §7.1, TEST 1.
     const RFC_SECRET: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
     const RFC_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
@@ -113,7 +111,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip() {
-        let sk = SigningKey::generate(&mut ChaCha20Rng::seed_from_u64(9));
+        let sk = SigningKey::generate(&mut Entropy::os());
         let again = SigningKey::from_bytes(&sk.to_bytes());
         assert_eq!(again.verifying_key(), sk.verifying_key());
         assert_eq!(*again.to_bytes(), *sk.to_bytes());
@@ -128,13 +126,12 @@ mod tests {
     }
 
     #[test]
-    fn generation_uses_the_rng() {
-        let from_seed =
-            |s| SigningKey::generate(&mut ChaCha20Rng::seed_from_u64(s)).verifying_key();
-        assert_eq!(from_seed(1), from_seed(1));
-        assert_ne!(from_seed(1), from_seed(2));
-        let fresh = SigningKey::generate(&mut rand::rng());
-        assert_ne!(fresh.verifying_key(), from_seed(1));
+    fn generated_keys_are_fresh() {
+        let mut entropy = Entropy::os();
+        let a = SigningKey::generate(&mut entropy);
+        let b = SigningKey::generate(&mut entropy);
+        assert_ne!(a.verifying_key(), b.verifying_key());
+        assert_ne!(a.verifying_key(), rfc_key().verifying_key());
     }
 
     #[test]

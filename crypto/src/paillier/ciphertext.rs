@@ -2,12 +2,11 @@
 
 use num_bigint::BigUint;
 use num_traits::{One, ToPrimitive, Zero};
-use rand::Rng;
 use rayon::prelude::*;
 
 use super::PublicKey;
-use crate::Error;
-use crate::arith::{random_bits, random_unit};
+use crate::arith::{SecretInt, random_bits, random_unit};
+use crate::{Entropy, Error};
 
 /// A plaintext `M ∈ [0, n)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,29 +114,30 @@ impl Ciphertext {
 
 impl PublicKey {
     /// `Enc(M) = (1 + M·n) · h_s^α mod n²` with `α` uniform of `|n|/2` bits (DESIGN §3).
-    pub fn encrypt<R: Rng + ?Sized>(&self, m: &Plaintext, rng: &mut R) -> Ciphertext {
-        let alpha = random_bits(self.alpha_bits(), rng);
-        self.encrypt_with_alpha(m, &alpha)
+    /// `α` comes from `entropy` (the operating system): a reproducible `α` would let anyone
+    /// strip `h_s^α` and read `M`.
+    pub fn encrypt(&self, m: &Plaintext, entropy: &mut Entropy) -> Ciphertext {
+        let alpha = SecretInt::new(random_bits(self.alpha_bits(), entropy));
+        self.encrypt_with_alpha(m, alpha.get())
     }
 
-    /// Encryptions of every plaintext, spread over the rayon thread pool. The randomness is
-    /// drawn from `rng` in order first, so the result does not depend on the thread count.
-    pub fn encrypt_all<R: Rng + ?Sized>(&self, ms: &[Plaintext], rng: &mut R) -> Vec<Ciphertext> {
-        let alphas: Vec<BigUint> = ms
+    /// Encryptions of every plaintext, spread over the rayon thread pool; every `α` from
+    /// `entropy`, drawn before the threads start.
+    pub fn encrypt_all(&self, ms: &[Plaintext], entropy: &mut Entropy) -> Vec<Ciphertext> {
+        let alphas: Vec<SecretInt> = ms
             .iter()
-            .map(|_| random_bits(self.alpha_bits(), rng))
+            .map(|_| SecretInt::new(random_bits(self.alpha_bits(), entropy)))
             .collect();
         self.fixed_base(); // build the table once, before the threads want it
         ms.par_iter()
             .zip(alphas.par_iter())
-            .map(|(m, alpha)| self.encrypt_with_alpha(m, alpha))
+            .map(|(m, alpha)| self.encrypt_with_alpha(m, alpha.get()))
             .collect()
     }
 
-    /// Encryption with given randomness `α`, for known-answer tests and other
-    /// implementations' vectors; use [`Self::encrypt`] otherwise. An `α` longer than `|n|/2`
-    /// bits is accepted and takes the slow path.
-    pub fn encrypt_with_alpha(&self, m: &Plaintext, alpha: &BigUint) -> Ciphertext {
+    /// Encryption with given randomness `α` (public as [`super::hazmat::encrypt_with_alpha`]).
+    /// An `α` longer than `|n|/2` bits is accepted and takes the slow path.
+    pub(crate) fn encrypt_with_alpha(&self, m: &Plaintext, alpha: &BigUint) -> Ciphertext {
         let table = self.fixed_base();
         let r_n = if alpha.bits() <= table.exponent_bits() {
             table.pow(alpha, self.mont())
@@ -149,9 +149,9 @@ impl PublicKey {
 
     /// Textbook Paillier encryption `(1 + M·n)·r^n mod n²` with `r` uniform in `Z*_n`: about
     /// 2× `|n|` bits of exponent instead of `|n|/2`, for comparison and interoperability.
-    pub fn encrypt_textbook<R: Rng + ?Sized>(&self, m: &Plaintext, rng: &mut R) -> Ciphertext {
-        let r = random_unit(self.n(), rng);
-        let r_n = self.mont().pow_mod(&r, self.n());
+    pub fn encrypt_textbook(&self, m: &Plaintext, entropy: &mut Entropy) -> Ciphertext {
+        let r = SecretInt::new(random_unit(self.n(), entropy));
+        let r_n = self.mont().pow_mod(r.get(), self.n());
         Ciphertext(self.times_g_pow(m.value(), &r_n))
     }
 
@@ -218,10 +218,10 @@ impl PublicKey {
         Ciphertext(c.0.modinv(self.n_squared()).unwrap_or_else(BigUint::one))
     }
 
-    /// The same plaintext under fresh randomness: `c · h_s^α`.
-    pub fn rerandomize<R: Rng + ?Sized>(&self, c: &Ciphertext, rng: &mut R) -> Ciphertext {
-        let alpha = random_bits(self.alpha_bits(), rng);
-        let r_n = self.fixed_base().pow(&alpha, self.mont());
+    /// The same plaintext under fresh randomness: `c · h_s^α`, `α` from `entropy`.
+    pub fn rerandomize(&self, c: &Ciphertext, entropy: &mut Entropy) -> Ciphertext {
+        let alpha = SecretInt::new(random_bits(self.alpha_bits(), entropy));
+        let r_n = self.fixed_base().pow(alpha.get(), self.mont());
         Ciphertext(self.mont().mul_mod(&c.0, &r_n))
     }
 }

@@ -3,13 +3,13 @@
 use num_bigint::BigUint;
 use num_integer::Integer;
 use num_traits::One;
-use rand::{CryptoRng, Rng};
+use rand::Rng;
 
 use super::keys::{KeyShare, PublicKey, ShareIndex};
 use super::{MAX_HOLDERS, MAX_MODULUS_BITS, MIN_MODULUS_BITS};
-use crate::Error;
 use crate::arith::{SecretInt, factorial, random_below, random_unit};
 use crate::primes::{generate_safe_primes, is_safe_prime};
+use crate::{Entropy, Error};
 
 /// The dealer's secret: two safe primes `p = 2p′ + 1`, `q = 2q′ + 1`.
 ///
@@ -30,7 +30,7 @@ impl Dealer {
     /// Searches two safe primes of `modulus_bits / 2` bits each, on every core.
     ///
     /// `modulus_bits` must be even and in `1024..=8192`; 1024 is for tests only.
-    pub fn generate<R: CryptoRng + ?Sized>(modulus_bits: u64, rng: &mut R) -> Result<Self, Error> {
+    pub fn generate(modulus_bits: u64, entropy: &mut Entropy) -> Result<Self, Error> {
         if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&modulus_bits)
             || !modulus_bits.is_multiple_of(2)
         {
@@ -39,7 +39,7 @@ impl Dealer {
                  {MIN_MODULUS_BITS}..={MAX_MODULUS_BITS}"
             )));
         }
-        let mut primes = generate_safe_primes(modulus_bits / 2, 2, rng);
+        let mut primes = generate_safe_primes(modulus_bits / 2, 2, entropy);
         match (primes.pop(), primes.pop()) {
             (Some(p), Some(q)) => Ok(Dealer {
                 p: SecretInt::new(p),
@@ -54,7 +54,8 @@ impl Dealer {
     /// A dealer from known safe primes (checked-in test keys, or primes from elsewhere).
     /// Checks that both are safe primes, distinct, and give a modulus of supported size.
     pub fn from_safe_primes(p: BigUint, q: BigUint) -> Result<Self, Error> {
-        let mut rng = rand::rng();
+        // Unpredictable Miller–Rabin bases: the primes may come from elsewhere.
+        let mut rng = Entropy::os();
         let bits = (&p * &q).bits();
         let bad = |what: String| Err(Error::InvalidParameters(what));
         if p == q {
@@ -91,7 +92,19 @@ impl Dealer {
     }
 
     /// Deals a key with threshold `t` among `ℓ` holders: the public key and shares `s_1..s_ℓ`.
-    pub fn deal<R: Rng + ?Sized>(
+    /// The polynomial's coefficients and the bases `v` and `x` come from `entropy`.
+    pub fn deal(
+        &self,
+        threshold: u16,
+        holders: u16,
+        entropy: &mut Entropy,
+    ) -> Result<(PublicKey, Vec<KeyShare>), Error> {
+        self.deal_from(threshold, holders, entropy)
+    }
+
+    /// [`Self::deal`] from any generator, for [`crate::testing::test_key`] only: its primes
+    /// are public, so a seed there costs nothing that was not already lost.
+    pub(crate) fn deal_from<R: Rng + ?Sized>(
         &self,
         threshold: u16,
         holders: u16,

@@ -9,10 +9,13 @@
 //!   the holder's verification key `v_i` and yields a [`VerifiedShare`]; [`combine`] turns any
 //!   `t` verified shares into [`Plaintext`]s. [`verify_and_combine`] does both and names the
 //!   holders whose shares were rejected.
+//! - Every secret (`α`, proof nonces, the dealer's choices) comes from [`crate::Entropy`];
+//!   [`hazmat`] takes a given `α` for known-answer tests.
 
 mod ciphertext;
 mod dealer;
 mod fixed_base;
+pub mod hazmat;
 mod keys;
 mod threshold;
 

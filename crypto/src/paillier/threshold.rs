@@ -4,15 +4,14 @@ use std::collections::BTreeSet;
 
 use num_bigint::{BigInt, BigUint};
 use num_traits::{One, Signed, Zero};
-use rand::Rng;
 use rayon::prelude::*;
 
 use super::keys::{KeyId, KeyShare, PublicKey, ShareIndex};
 use super::{Ciphertext, Plaintext};
-use crate::Error;
 use crate::mont::SecretExponent;
 use crate::proofs::DecryptionProof;
 use crate::proofs::decryption_share::{inputs_digest, prove, verify};
+use crate::{Entropy, Error};
 
 /// One holder's partial decryptions `c_{i,j} = c_j^{2Δ·s_i} mod n²` of a vector of ciphertexts,
 /// with one batched proof that they are correct.
@@ -76,12 +75,13 @@ impl KeyShare {
     }
 
     /// Partial decryptions of every ciphertext with one batched proof, bound to `context`.
-    pub fn decrypt<R: Rng + ?Sized>(
+    /// The proof's nonce `r` comes from `entropy`: a known `r` gives away `Δ·s_i = (z − r)/e`.
+    pub fn decrypt(
         &self,
         pk: &PublicKey,
         ciphertexts: &[Ciphertext],
         context: &[u8],
-        rng: &mut R,
+        entropy: &mut Entropy,
     ) -> Result<DecryptionShare, Error> {
         self.check_key(pk)?;
         if ciphertexts.is_empty() {
@@ -104,7 +104,7 @@ impl KeyShare {
             ciphertexts,
             &partials,
             &digest,
-            rng,
+            entropy,
         );
         Ok(DecryptionShare {
             holder: self.index(),

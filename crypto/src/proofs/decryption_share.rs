@@ -16,11 +16,11 @@
 //! `z = r + e·Δ·s_i`. **Verification**: `U^z = a·W^e` and `v^z = b·v_i^e` (mod `n²`).
 
 use num_bigint::BigUint;
-use rand::Rng;
 
 use crate::mont::SecretExponent;
 use sha2::{Digest, Sha256};
 
+use crate::Entropy;
 use crate::arith::{SecretInt, absorb, hash_to_bits, random_bits};
 use crate::paillier::{Ciphertext, KAPPA, PublicKey, ShareIndex};
 
@@ -117,18 +117,18 @@ fn challenge(
 
 /// Proves that `partials[j] = ciphertexts[j]^{2·witness}` and `v_i = v^{witness}`.
 /// `digest` is [`inputs_digest`] of the same data.
-pub(crate) fn prove<R: Rng + ?Sized>(
+pub(crate) fn prove(
     pk: &PublicKey,
     holder: ShareIndex,
     witness: &SecretInt,
     ciphertexts: &[Ciphertext],
     partials: &[BigUint],
     digest: &[u8; 32],
-    rng: &mut R,
+    entropy: &mut Entropy,
 ) -> DecryptionProof {
     let mont = pk.mont();
     let (u, w) = statement(pk, ciphertexts, partials, digest);
-    let r = SecretInt::new(random_bits(r_bits(pk), rng));
+    let r = SecretInt::new(random_bits(r_bits(pk), entropy));
     let r_exp = SecretExponent::new(r.get());
     let (a, b) = rayon::join(
         || mont.from_mont(&mont.pow_secret(&mont.to_mont(&u), &r_exp)),

@@ -11,6 +11,7 @@ use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
 use rand::Rng;
 
+use spddl_crypto::Entropy;
 use spddl_crypto::paillier::{self, Ciphertext, KeyShare, PublicKey};
 
 /// A uniformly random integer in `[0, bound)`, by rejection sampling over whole bytes.
@@ -123,19 +124,18 @@ pub(crate) fn independent_combine(
 
 /// Decrypts through the threshold path: each holder in `holders` (0-based positions into
 /// `shares`) makes a proven decryption share, and `verify_and_combine` must accept them all.
-pub(crate) fn threshold_decrypt<R: Rng + ?Sized>(
+pub(crate) fn threshold_decrypt(
     pk: &PublicKey,
     shares: &[KeyShare],
     holders: &[usize],
     ciphertexts: &[Ciphertext],
-    rng: &mut R,
 ) -> Vec<BigUint> {
     let context = b"spddl integration test";
     let decryption_shares: Vec<_> = holders
         .iter()
         .map(|&h| {
             shares[h]
-                .decrypt(pk, ciphertexts, context, rng)
+                .decrypt(pk, ciphertexts, context, &mut Entropy::os())
                 .expect("a holder of this key can decrypt")
         })
         .collect();
