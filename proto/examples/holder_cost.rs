@@ -80,10 +80,7 @@ fn main() {
                 .expect("one length");
         let w = wire::request_to_wire(&pk, &request);
         let bytes = w.encoded_len();
-        let pages = w
-            .uploads
-            .len()
-            .div_ceil(wire::uploads_per_page(&pk, len));
+        let pages = w.uploads.len().div_ceil(wire::uploads_per_page(&pk, len));
 
         let t = Instant::now();
         let parsed = wire::request_from_wire(&pk, &w).expect("parses");
