@@ -199,10 +199,119 @@ impl Mulx {
 /// `t = a·b` (`t` has `2s` limbs and is zero on entry).
 fn product(a: &[u64], b: &[u64], t: &mut [u64]) {
     let s = a.len();
+    if s % 2 == 0 && (KARATSUBA_MIN..=KARATSUBA_MAX).contains(&s) {
+        karatsuba(a, b, t);
+    } else {
+        schoolbook(a, b, t);
+    }
+}
+
+/// Limb counts that multiply by one level of Karatsuba (64 limbs: `n²` of a 2048-bit `n`).
+const KARATSUBA_MIN: usize = 32;
+const KARATSUBA_MAX: usize = 128;
+
+/// `t = a·b` row by row (`t` has `2s` limbs and is zero on entry).
+fn schoolbook(a: &[u64], b: &[u64], t: &mut [u64]) {
+    let s = a.len();
     for (i, &bi) in b.iter().enumerate() {
         // Rows i' < i wrote limbs up to i + s − 1; limb i + s is still zero.
         t[i + s] = addmul_row(&mut t[i..i + s], a, bi);
     }
+}
+
+/// `t = a·b` by one level of subtractive Karatsuba (`t` has `2s` limbs, zero on entry; `s`
+/// even): with `a = a₀ + a₁B`, `b = b₀ + b₁B`, `B = 2^{64h}`,
+/// `a·b = z₀ + (z₀ + z₂ ± |a₀ − a₁|·|b₁ − b₀|)·B + z₂·B²`, three half-size products
+/// (`3s²/4` limb products instead of `s²`).
+fn karatsuba(a: &[u64], b: &[u64], t: &mut [u64]) {
+    let s = a.len();
+    let h = s / 2;
+    let (a0, a1) = a.split_at(h);
+    let (b0, b1) = b.split_at(h);
+    {
+        let (lo, hi) = t.split_at_mut(2 * h);
+        schoolbook(a0, b0, lo); // z₀
+        schoolbook(a1, b1, hi); // z₂
+    }
+    let mut scratch = [0u64; 3 * KARATSUBA_MAX + 1]; // |a₀ − a₁|, |b₁ − b₀|, d, m
+    let (da, rest) = scratch.split_at_mut(h);
+    let (db, rest) = rest.split_at_mut(h);
+    let (d, rest) = rest.split_at_mut(2 * h);
+    let m = &mut rest[..2 * h + 1];
+    let a_neg = abs_diff(a0, a1, da); // a₀ < a₁
+    let b_neg = abs_diff(b1, b0, db); // b₁ < b₀
+    schoolbook(da, db, d);
+    // m = z₀ + z₂ ± d; (a₀ − a₁)(b₁ − b₀) is positive when the signs agree
+    m[2 * h] = add_into(&mut m[..2 * h], &t[..2 * h], &t[2 * h..]) as u64;
+    if a_neg == b_neg {
+        let c = add_assign(&mut m[..2 * h], d);
+        m[2 * h] += c as u64;
+    } else {
+        let borrow = sub_assign(&mut m[..2 * h], d);
+        m[2 * h] -= borrow as u64; // m = a₀b₁ + a₁b₀ ≥ 0
+    }
+    // t += m·B; the sum a·b fits in 2s limbs
+    let c = add_assign(&mut t[h..3 * h + 1], m);
+    let mut carry = c;
+    for x in &mut t[3 * h + 1..] {
+        if !carry {
+            break;
+        }
+        let (v, o) = x.overflowing_add(1);
+        *x = v;
+        carry = o;
+    }
+    debug_assert!(!carry, "a·b fits in 2s limbs");
+}
+
+/// `out = |x − y|`, returning whether `x < y`.
+fn abs_diff(x: &[u64], y: &[u64], out: &mut [u64]) -> bool {
+    let neg = less_than(x, y);
+    let (x, y) = if neg { (y, x) } else { (x, y) };
+    let mut borrow = false;
+    for ((o, &p), &q) in out.iter_mut().zip(x).zip(y) {
+        let (v, b1) = p.overflowing_sub(q);
+        let (v, b2) = v.overflowing_sub(borrow as u64);
+        *o = v;
+        borrow = b1 | b2;
+    }
+    neg
+}
+
+/// `out = x + y` (equal lengths), returning the carry.
+fn add_into(out: &mut [u64], x: &[u64], y: &[u64]) -> bool {
+    let mut carry = false;
+    for ((o, &p), &q) in out.iter_mut().zip(x).zip(y) {
+        let (v, c1) = p.overflowing_add(q);
+        let (v, c2) = v.overflowing_add(carry as u64);
+        *o = v;
+        carry = c1 | c2;
+    }
+    carry
+}
+
+/// `x += y` (equal lengths), returning the carry.
+fn add_assign(x: &mut [u64], y: &[u64]) -> bool {
+    let mut carry = false;
+    for (p, &q) in x.iter_mut().zip(y) {
+        let (v, c1) = p.overflowing_add(q);
+        let (v, c2) = v.overflowing_add(carry as u64);
+        *p = v;
+        carry = c1 | c2;
+    }
+    carry
+}
+
+/// `x −= y` (equal lengths), returning the borrow.
+fn sub_assign(x: &mut [u64], y: &[u64]) -> bool {
+    let mut borrow = false;
+    for (p, &q) in x.iter_mut().zip(y) {
+        let (v, b1) = p.overflowing_sub(q);
+        let (v, b2) = v.overflowing_sub(borrow as u64);
+        *p = v;
+        borrow = b1 | b2;
+    }
+    borrow
 }
 
 /// `t = a²` (`t` has `2s` limbs and is zero on entry).
@@ -410,6 +519,31 @@ mod tests {
             *o = d;
         }
         out
+    }
+
+    #[test]
+    fn karatsuba_products_match_num_bigint_in_every_sign_case() {
+        if !available() {
+            eprintln!("MULX kernel not tested: this CPU lacks bmi2 or adx");
+            return;
+        }
+        let mut rng = ChaCha20Rng::seed_from_u64(32);
+        for k in [30usize, 32, 34, 63, 64, 96, 128, 130] {
+            let h = (k / 2) as u64;
+            let ones = (BigUint::from(1u32) << (64 * k)) - 1u32;
+            let low_ones = (BigUint::from(1u32) << (64 * h)) - 1u32; // a₀ > a₁ = 0
+            let high_ones = &ones - &low_ones; // a₀ = 0 < a₁
+            let mut vals = vec![ones, low_ones, high_ones, BigUint::from(1u32)];
+            vals.push(random_bits(64 * k as u64, &mut rng));
+            vals.push(random_bits(64 * k as u64, &mut rng));
+            for x in &vals {
+                for y in &vals {
+                    let mut t = vec![0u64; 2 * k];
+                    product(&limbs(x, k), &limbs(y, k), &mut t);
+                    assert_eq!(t, limbs(&(x * y), 2 * k), "product, {k} limbs");
+                }
+            }
+        }
     }
 
     #[test]
