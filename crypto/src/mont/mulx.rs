@@ -199,7 +199,7 @@ impl Mulx {
 /// `t = a·b` (`t` has `2s` limbs and is zero on entry).
 fn product(a: &[u64], b: &[u64], t: &mut [u64]) {
     let s = a.len();
-    if s % 2 == 0 && (KARATSUBA_MIN..=KARATSUBA_MAX).contains(&s) {
+    if s.is_multiple_of(2) && (KARATSUBA_MIN..=KARATSUBA_MAX).contains(&s) {
         karatsuba(a, b, t);
     } else {
         schoolbook(a, b, t);
