@@ -297,6 +297,11 @@ fn config_seeds(pk: &PublicKey) {
         fogs: [(0, id(2)), (1, id(3))].into(),
         clients: [(4, id(4)), (9, id(9))].into(),
         holders: (1..=pk.holders()).map(|h| (h, id(10 + h as u8))).collect(),
+        certificates: [
+            ("aggregator".to_string(), "11".repeat(32)),
+            ("client-4".to_string(), "22".repeat(32)),
+        ]
+        .into(),
     };
     write(
         "config_files",
