@@ -372,6 +372,21 @@ pub async fn run_holder(
                 }
                 let mut page = r.request;
                 // The uploads beyond the first page, fetched until the request is whole.
+                // No request may hold more uploads than there are registered clients.
+                if let Some(w) = page.as_ref()
+                    && w.total_uploads as usize > setup.registry.clients.len()
+                {
+                    let msg = format!(
+                        "a decryption request of {} uploads, more than the {} registered clients",
+                        w.total_uploads,
+                        setup.registry.clients.len()
+                    );
+                    if msg != last_refusal {
+                        warn!(%holder, "refused a malformed decryption request from the aggregator: {msg}");
+                        last_refusal = msg;
+                    }
+                    page = None;
+                }
                 if let Some(w) = page.as_mut() {
                     while w.uploads.len() < w.total_uploads as usize {
                         let more = aggregator
@@ -383,8 +398,20 @@ pub async fn run_holder(
                             .await
                             .map(|r| r.into_inner().uploads);
                         match more {
-                            Ok(more) if !more.is_empty() => w.uploads.extend(more),
-                            Ok(_) | Err(_) => break, // the request moved on; poll again
+                            Ok(more)
+                                if !more.is_empty()
+                                    && w.uploads.len() + more.len() <= w.total_uploads as usize =>
+                            {
+                                w.uploads.extend(more)
+                            }
+                            Ok(_) => {
+                                warn!(%holder, round = w.round, "the aggregator's pages of the decryption request do not add up to {} uploads: polling again", w.total_uploads);
+                                break;
+                            }
+                            Err(e) => {
+                                warn!(%holder, round = w.round, "fetching the decryption request's uploads: {}", describe(&e));
+                                break;
+                            }
                         }
                     }
                 }

@@ -494,6 +494,13 @@ pub fn holder_setup(config: &Path, insecure: bool) -> Result<HolderSetup> {
             f.index
         );
     }
+    if f.min_contributors < 2 {
+        bail!(
+            "{}: min_contributors = {}: a key holder must refuse sums of a single update (at least 2)",
+            config.display(),
+            f.min_contributors
+        );
+    }
     let identity = read_identity(&dir.join(&f.identity))?;
     if registry.holders.get(&share.index()) != Some(&identity.verifying_key()) {
         bail!(

@@ -69,6 +69,16 @@ pub enum HolderError {
         /// The client.
         client: ClientId,
     },
+    /// An upload's weight is 0 or above the config's `max_weight`, or the request holds more
+    /// uploads than the packing's head-room (`max_contributors`): the decoded sum could
+    /// overflow its slots.
+    #[error("decryption request for {round}: {why}: refused (the packed sum could overflow)")]
+    OutsideHeadroom {
+        /// The round.
+        round: RoundId,
+        /// Which bound is broken, and by whom.
+        why: String,
+    },
     /// The request's sum holds fewer distinct updates than the holder's policy allows:
     /// decrypting it could reveal individual updates.
     #[error("decryption request for {round} covers {got} updates, fewer than {min}: refused")]
@@ -143,6 +153,15 @@ pub fn check_request(
         if !seen.insert(client) {
             return Err(HolderError::ClientCountedTwice { round, client });
         }
+        if up.weight == 0 || up.weight > config.max_weight {
+            return Err(HolderError::OutsideHeadroom {
+                round,
+                why: format!(
+                    "{client}'s weight {} is outside 1..={}",
+                    up.weight, config.max_weight
+                ),
+            });
+        }
         items.push((key, up.transcript(pk), &up.signature));
     }
     let batch: Vec<_> = items.iter().map(|(k, t, s)| (*k, t, *s)).collect();
@@ -159,6 +178,15 @@ pub fn check_request(
         });
     }
     let got = u32::try_from(seen.len()).unwrap_or(u32::MAX);
+    if got > config.max_contributors {
+        return Err(HolderError::OutsideHeadroom {
+            round,
+            why: format!(
+                "{got} uploads, more than the {} the packing has head-room for",
+                config.max_contributors
+            ),
+        });
+    }
     if got < min_contributors {
         return Err(HolderError::TooFewContributors {
             round,
@@ -462,6 +490,15 @@ mod tests {
         );
         let e = w.answer(0, &r).unwrap_err();
         assert!(e.to_string().contains("another round config"), "{e}");
+        // A weight the config's head-room does not allow (the fog would have refused it).
+        let cts = w.ciphertexts(3);
+        let heavy = Upload::sign(&w.pk, &w.clients[3], &c, ClientId(3), 2, cts);
+        let r = w.request(
+            3,
+            vec![ups[0].clone(), ups[1].clone(), ups[2].clone(), heavy],
+        );
+        let e = w.answer(0, &r).unwrap_err();
+        assert!(e.to_string().contains("weight 2 is outside 1..=1"), "{e}");
         // With a fourth genuine update the request is answered.
         let fourth = w.upload(&c, 3);
         let r = w.request(
