@@ -293,6 +293,22 @@ fn refuse(e: AggregatorError) -> Status {
 }
 
 impl Node {
+    /// The key holder a request names by `index`, once the caller's certificate is that
+    /// holder's.
+    fn holder_caller<T>(
+        &self,
+        request: &Request<T>,
+        index: u32,
+        rpc: &str,
+    ) -> Result<spddl_crypto::paillier::ShareIndex, Status> {
+        let holder = self
+            .pk
+            .share_index(u64::from(index))
+            .map_err(|e| Status::invalid_argument(format!("{rpc}: holder {index}: {e}")))?;
+        self.callers.require(request, Sender::Holder(holder), rpc)?;
+        Ok(holder)
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Status> {
         self.inner
             .lock()
@@ -501,13 +517,8 @@ impl pb::key_holders_server::KeyHolders for Node {
         &self,
         request: Request<pb::GetDecryptionRequestRequest>,
     ) -> Result<Response<pb::GetDecryptionRequestResponse>, Status> {
-        let index = u64::from(request.get_ref().holder);
-        let holder = self
-            .pk
-            .share_index(index)
-            .map_err(|e| Status::invalid_argument(format!("holder {index}: {e}")))?;
-        self.callers
-            .require(&request, Sender::Holder(holder), "GetDecryptionRequest")?;
+        let holder =
+            self.holder_caller(&request, request.get_ref().holder, "GetDecryptionRequest")?;
         if self.registry.key_of(Sender::Holder(holder)).is_none() {
             warn!(%holder, "refused: unknown key holder");
             return Err(Status::permission_denied(format!(
@@ -533,13 +544,7 @@ impl pb::key_holders_server::KeyHolders for Node {
         &self,
         request: Request<pb::GetRequestUploadsRequest>,
     ) -> Result<Response<pb::GetRequestUploadsResponse>, Status> {
-        let index = u64::from(request.get_ref().holder);
-        let holder = self
-            .pk
-            .share_index(index)
-            .map_err(|e| Status::invalid_argument(format!("holder {index}: {e}")))?;
-        self.callers
-            .require(&request, Sender::Holder(holder), "GetRequestUploads")?;
+        let holder = self.holder_caller(&request, request.get_ref().holder, "GetRequestUploads")?;
         let request = request.into_inner();
         let inner = self.lock()?;
         let Some(r) = inner.coord.request_for(holder) else {
@@ -569,12 +574,7 @@ impl pb::key_holders_server::KeyHolders for Node {
         request: Request<pb::SubmitShareRequest>,
     ) -> Result<Response<pb::SubmitShareResponse>, Status> {
         let index = request.get_ref().share.as_ref().map_or(0, |s| s.holder);
-        let holder = self
-            .pk
-            .share_index(u64::from(index))
-            .map_err(|e| Status::invalid_argument(format!("SubmitShare: holder {index}: {e}")))?;
-        self.callers
-            .require(&request, Sender::Holder(holder), "SubmitShare")?;
+        self.holder_caller(&request, index, "SubmitShare")?;
         let w = request
             .into_inner()
             .share

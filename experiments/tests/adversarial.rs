@@ -18,30 +18,12 @@ use num_bigint::BigUint;
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey};
 use spddl_experiments::deploy::{self, ClientFile, FogFile};
-use spddl_proto::transport::{Security, TlsFiles};
 use spddl_proto::wire::{self, pb};
 use spddl_proto::{ClientId, FogId, RoundConfig, RoundId, Upload};
 use tonic::Code;
 use tonic::transport::Channel;
 
 /// `name`'s mutual-TLS identity from `out/tls`.
-fn security_of(out: &Path, name: &str) -> Security {
-    let tls = TlsFiles::read(
-        &out.join("tls/ca.pem"),
-        &out.join(format!("tls/{name}.pem")),
-        &out.join(format!("tls/{name}.key")),
-    )
-    .unwrap();
-    Security::MutualTls(tls)
-}
-
-/// A channel to `address` presenting `name`'s certificate from `out/tls`.
-fn channel_as(out: &Path, name: &str, address: &str) -> Channel {
-    security_of(out, name)
-        .channel(address, Duration::from_secs(10))
-        .unwrap()
-}
-
 fn public_key(out: &Path) -> PublicKey {
     PublicKey::from_json(&std::fs::read_to_string(out.join("keys/public.json")).unwrap()).unwrap()
 }

@@ -14,22 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use spddl_proto::transport::{Security, TlsFiles};
 use spddl_proto::wire::pb;
 use tonic::Code;
-use tonic::transport::Channel;
-
-fn channel_as(out: &Path, name: &str, address: &str) -> Channel {
-    let tls = TlsFiles::read(
-        &out.join("tls/ca.pem"),
-        &out.join(format!("tls/{name}.pem")),
-        &out.join(format!("tls/{name}.key")),
-    )
-    .unwrap();
-    Security::MutualTls(tls)
-        .channel(address, Duration::from_secs(10))
-        .unwrap()
-}
 
 fn address(out: &Path, file: &str) -> String {
     let text = std::fs::read_to_string(out.join(file)).unwrap();

@@ -467,21 +467,8 @@ mod tests {
 
     fn config() -> RoundConfig {
         RoundConfig {
-            round: RoundId(3),
-            num_params: 650,
-            clip_norm: 5.0,
-            quant_range: 0.5,
-            value_bits: 16,
-            max_contributors: 20,
-            max_weight: 2000,
-            min_contributors: 3,
-            local_epochs: 1,
-            batch_size: 32,
-            learning_rate: 0.1,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            proximal_mu: 0.0,
             model_digest: RoundConfig::digest_model(&[0.5, -1.0]),
+            ..RoundConfig::example(RoundId(3))
         }
     }
 

@@ -236,3 +236,20 @@ pub(crate) async fn wait_for_round(out: &Path, round: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+pub(crate) fn security_of(out: &Path, name: &str) -> spddl_proto::transport::Security {
+    let tls = spddl_proto::transport::TlsFiles::read(
+        &out.join("tls/ca.pem"),
+        &out.join(format!("tls/{name}.pem")),
+        &out.join(format!("tls/{name}.key")),
+    )
+    .unwrap();
+    spddl_proto::transport::Security::MutualTls(tls)
+}
+
+/// A channel to `address` presenting `name`'s certificate from `out/tls`.
+pub(crate) fn channel_as(out: &Path, name: &str, address: &str) -> tonic::transport::Channel {
+    security_of(out, name)
+        .channel(address, Duration::from_secs(10))
+        .unwrap()
+}
