@@ -122,6 +122,19 @@ pub enum Event {
         /// of shares), rather than failing the same way again.
         resumable: bool,
     },
+    /// The round's decrypted sum did not decode (a client's slots out of range): the round
+    /// ends without an update and the next one starts from the same global model. After
+    /// `round_attempts` such rounds in a row the run stops ([`Event::Failed`]).
+    Skipped {
+        /// The round.
+        round: RoundId,
+        /// Which plaintexts or slots failed to decode.
+        reason: String,
+        /// Rounds skipped in a row, this one included.
+        in_a_row: u32,
+        /// The next round, `None` when the run is over.
+        next: Option<RoundId>,
+    },
     /// The round completed; the global model moved on.
     Completed(Box<Completed>),
 }
@@ -153,6 +166,8 @@ pub struct Coordinator {
     deadline_ms: u64,
     /// Failed attempts at the current round.
     attempts: u32,
+    /// Rounds skipped in a row because their sums did not decode.
+    skipped_in_a_row: u32,
     phase: Phase,
 }
 
@@ -204,6 +219,7 @@ impl Coordinator {
             assignment: Assignment::new(),
             deadline_ms: 0,
             attempts: 0,
+            skipped_in_a_row: 0,
             phase,
         })
     }
@@ -278,6 +294,26 @@ impl Coordinator {
         }
     }
 
+    /// The checks an aggregate must pass before the uploads behind it are fetched (see
+    /// [`Collecting::check`]): its round is the current one and collection is open, so an
+    /// aggregate of a closed round is refused, never audited; then its fog's signature.
+    pub fn check_aggregate(&self, agg: &FogAggregate) -> Result<(), AggregatorError> {
+        if agg.round != self.round {
+            return Err(AggregatorError::WrongRound {
+                sender: agg.fog.to_string(),
+                got: agg.round,
+                expected: self.round,
+            });
+        }
+        let Phase::Collecting(c) = &self.phase else {
+            return Err(AggregatorError::NotCollecting {
+                sender: agg.fog.to_string(),
+                round: self.round,
+            });
+        };
+        c.check(agg)
+    }
+
     /// Checks and keeps a fog aggregate with the signed uploads behind it (see
     /// [`Collecting::receive`]).
     pub fn receive_aggregate(
@@ -286,19 +322,13 @@ impl Coordinator {
         uploads: Vec<Upload>,
         now_ms: u64,
     ) -> Result<Vec<Event>, AggregatorError> {
+        self.check_aggregate(&agg)?;
         let Phase::Collecting(c) = &mut self.phase else {
             return Err(AggregatorError::NotCollecting {
                 sender: agg.fog.to_string(),
                 round: self.round,
             });
         };
-        if agg.round != self.round {
-            return Err(AggregatorError::WrongRound {
-                sender: agg.fog.to_string(),
-                got: agg.round,
-                expected: self.round,
-            });
-        }
         c.receive(agg, uploads)?;
         Ok(self.tick(now_ms))
     }
@@ -487,26 +517,59 @@ impl Coordinator {
         match decrypting.finish() {
             Ok(outcome) => {
                 self.strategy.apply(&mut self.global, &outcome.mean_update);
-                self.round = RoundId(round.0 + 1);
-                self.attempts = 0;
-                self.config = Self::config_for(&self.settings, self.round, &self.global);
-                self.config_signature = self.key.sign(&self.config.transcript());
-                self.assignment.clear();
-                let next = if self.round.0 >= self.settings.rounds {
-                    self.phase = Phase::Finished;
-                    None
-                } else {
-                    self.phase = Phase::Idle;
-                    Some(self.round)
-                };
+                self.skipped_in_a_row = 0;
+                let next = self.next_round();
                 events.push(Event::Completed(Box::new(Completed {
                     outcome,
                     global: self.global.clone(),
                     next,
                 })));
             }
+            Err(e @ AggregatorError::Undecodable { .. }) => {
+                // One client must not end the run: the round ends without an update, the
+                // next starts from the same model; only `round_attempts` in a row stop it.
+                self.skipped_in_a_row += 1;
+                if self.skipped_in_a_row >= self.settings.round_attempts.max(1) {
+                    let reason = format!(
+                        "{e}; {} rounds in a row did not decode",
+                        self.skipped_in_a_row
+                    );
+                    self.fail(reason, events);
+                    return;
+                }
+                let next = self.next_round();
+                events.push(Event::Skipped {
+                    round,
+                    reason: e.to_string(),
+                    in_a_row: self.skipped_in_a_row,
+                    next,
+                });
+            }
             Err(e) => self.fail(e.to_string(), events),
         }
+    }
+
+    /// Moves to the round after the current one (from the current global model), or to
+    /// `Finished` after the last; returns the new round unless the run is over.
+    fn next_round(&mut self) -> Option<RoundId> {
+        self.round = RoundId(self.round.0 + 1);
+        self.attempts = 0;
+        self.config = Self::config_for(&self.settings, self.round, &self.global);
+        self.config_signature = self.key.sign(&self.config.transcript());
+        self.assignment.clear();
+        if self.round.0 >= self.settings.rounds {
+            self.phase = Phase::Finished;
+            None
+        } else {
+            self.phase = Phase::Idle;
+            Some(self.round)
+        }
+    }
+
+    /// Sets how many rounds before the current one were skipped in a row (from the store's
+    /// round log after a restart), so a restart does not reset the count.
+    pub fn set_skipped_in_a_row(&mut self, rounds: u32) {
+        self.skipped_in_a_row = rounds;
     }
 
     /// Counts a failed attempt at the current round; after the last allowed one the run
@@ -526,9 +589,8 @@ impl Coordinator {
         true
     }
 
-    /// The round's sum cannot be closed or decoded as it is (more updates than the packing
-    /// holds, a decoding overflow): collecting the same updates again would not change that,
-    /// so the run stops at once with the reason.
+    /// The round's sum cannot be closed as it is (more updates than the packing holds), or
+    /// `round_attempts` sums in a row did not decode: the run stops at once with the reason.
     fn fail(&mut self, reason: String, events: &mut Vec<Event>) {
         self.attempts += 1;
         self.phase = Phase::Failed(reason.clone());

@@ -135,6 +135,15 @@ pub enum AggregatorError {
         /// Holders whose shares were refused.
         blamed: Vec<ShareIndex>,
     },
+    /// The decrypted sum does not decode: some client's slots were out of range (nothing yet
+    /// proves they are in range, so nobody can be blamed). The round ends without an update.
+    #[error("{round}: the decrypted sum does not decode, some contribution was out of range: {source}")]
+    Undecodable {
+        /// The round.
+        round: RoundId,
+        /// Which plaintext or slots failed.
+        source: spddl_crypto::encoding::EncodingError,
+    },
     /// A cryptographic or encoding failure while combining or decoding.
     #[error("combining the shares failed: {0}")]
     Crypto(#[from] spddl_crypto::Error),

@@ -196,6 +196,35 @@ impl Inner {
                     self.failure = Some(msg);
                     let _ = self.done.send(true);
                 }
+                Event::Skipped {
+                    round,
+                    reason,
+                    in_a_row,
+                    next,
+                } => {
+                    error!(%round, in_a_row, "round skipped, the global model stays: {reason}");
+                    let now = Instant::now();
+                    let closed = self.closed_at.unwrap_or(now);
+                    let record = RoundRecord {
+                        round: round.0,
+                        contributors: Vec::new(),
+                        holders_used: Vec::new(),
+                        silent: Vec::new(),
+                        blamed: Vec::new(),
+                        accuracy: None,
+                        wall_s: now.duration_since(self.opened_at).as_secs_f64(),
+                        collect_s: closed.duration_since(self.opened_at).as_secs_f64(),
+                        decrypt_s: now.duration_since(closed).as_secs_f64(),
+                        model_digest: hex(&spddl_proto::RoundConfig::digest_model(
+                            self.coord.global(),
+                        )),
+                        skipped: Some(reason),
+                    };
+                    if let Err(e) = self.store.complete_round(&record, self.coord.global()) {
+                        error!(%e, "storing the skipped round");
+                    }
+                    self.next_or_done(next, registry);
+                }
                 Event::Completed(c) => {
                     let outcome = &c.outcome;
                     let accuracy = self.evaluate.as_ref().and_then(|f| f(&c.global));
@@ -217,6 +246,7 @@ impl Inner {
                         collect_s: closed.duration_since(self.opened_at).as_secs_f64(),
                         decrypt_s: now.duration_since(closed).as_secs_f64(),
                         model_digest: hex(&digest),
+                        skipped: None,
                     };
                     if let Err(e) = self.store.complete_round(&record, &c.global) {
                         error!(%e, "storing the completed round");
@@ -235,18 +265,22 @@ impl Inner {
                         silent = ?record.silent,
                         "round complete"
                     );
-                    match c.next {
-                        Some(_) => {
-                            if let Err(e) = self.open_round(registry) {
-                                error!(%e, "opening the next round");
-                            }
-                        }
-                        None => {
-                            info!("all rounds done");
-                            let _ = self.done.send(true);
-                        }
-                    }
+                    self.next_or_done(c.next, registry);
                 }
+            }
+        }
+    }
+
+    fn next_or_done(&mut self, next: Option<RoundId>, registry: &Registry) {
+        match next {
+            Some(_) => {
+                if let Err(e) = self.open_round(registry) {
+                    error!(%e, "opening the next round");
+                }
+            }
+            None => {
+                info!("all rounds done");
+                let _ = self.done.send(true);
             }
         }
     }
@@ -285,9 +319,9 @@ fn refuse(e: AggregatorError) -> Status {
         | AggregatorError::UnknownHolder { .. }
         | AggregatorError::BadFogSignature { .. }
         | AggregatorError::BadHolderSignature { .. } => Status::permission_denied(e.to_string()),
-        AggregatorError::NotCollecting { .. } | AggregatorError::NotDecrypting { .. } => {
-            Status::failed_precondition(e.to_string())
-        }
+        AggregatorError::NotCollecting { .. }
+        | AggregatorError::NotDecrypting { .. }
+        | AggregatorError::WrongRound { .. } => Status::failed_precondition(e.to_string()),
         _ => Status::invalid_argument(e.to_string()),
     }
 }
@@ -411,6 +445,24 @@ impl pb::aggregator_server::Aggregator for Node {
             return Err(Status::permission_denied(format!(
                 "{fog}: excluded for the rest of the run: {reason}"
             )));
+        }
+        // Round, phase, signature, repeats, assignment and length before anything is
+        // fetched or audited: a forged or late aggregate costs one signature check and blames
+        // nobody (DESIGN §6: blame follows only from evidence its target signed).
+        let checked = self.lock()?.coord.check_aggregate(&agg);
+        match checked {
+            Ok(()) => {}
+            Err(AggregatorError::AlreadyCounted { clients, .. }) => {
+                info!(%fog, %round, ?clients, "aggregate holds clients already counted; fog to resubmit without them");
+                return Ok(Response::new(pb::SubmitAggregateResponse {
+                    already_counted: clients.iter().map(|c| c.0).collect(),
+                    accepted: false,
+                }));
+            }
+            Err(e) => {
+                warn!(%fog, %round, "refused aggregate: {e}");
+                return Err(refuse(e));
+            }
         }
         let uploads = self.uploads_behind(&agg).await?;
         let stored = prost::Message::encode_to_vec(&pb::AuditedAggregate {
@@ -669,6 +721,15 @@ pub async fn serve(
         global,
     )
     .map_err(|e| e.to_string())?;
+    let mut coord = coord;
+    let skipped_in_a_row = store
+        .round_log()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .rev()
+        .take_while(|r| r.skipped.is_some())
+        .count();
+    coord.set_skipped_in_a_row(u32::try_from(skipped_in_a_row).unwrap_or(u32::MAX));
     let (done_tx, mut done_rx) = watch::channel(false);
     let registry = Arc::new(setup.registry);
     let mut inner = Inner {

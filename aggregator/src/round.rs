@@ -93,6 +93,32 @@ impl Collecting {
         agg: FogAggregate,
         uploads: Vec<Upload>,
     ) -> Result<(), AggregatorError> {
+        self.check(&agg)?;
+        let fog = agg.fog;
+        crate::audit(&self.pk, &self.registry, &agg, &uploads)?;
+        let digest = self.config.digest();
+        if let Some(up) = uploads.iter().find(|u| u.config != digest) {
+            return Err(AggregatorError::AuditFailed {
+                fog,
+                reason: format!(
+                    "{}'s upload names another round config (another global model)",
+                    up.client
+                ),
+            });
+        }
+        for (c, _) in &agg.contributors {
+            self.counted.insert(*c, fog);
+        }
+        self.aggregates.push(agg);
+        self.uploads.extend(uploads);
+        Ok(())
+    }
+
+    /// The checks of [`Collecting::receive`] that need no uploads, cheapest first: the round,
+    /// the fog's registration and signature, clients counted before, the assignment and the
+    /// length. The driver runs them before it fetches the uploads behind an aggregate, so a
+    /// forged, late or misdirected aggregate costs it no fetch and blames nobody.
+    pub fn check(&self, agg: &FogAggregate) -> Result<(), AggregatorError> {
         let fog = agg.fog;
         if agg.round != self.config.round {
             return Err(AggregatorError::WrongRound {
@@ -136,22 +162,6 @@ impl Collecting {
                 expected: self.expected_len,
             });
         }
-        crate::audit(&self.pk, &self.registry, &agg, &uploads)?;
-        let digest = self.config.digest();
-        if let Some(up) = uploads.iter().find(|u| u.config != digest) {
-            return Err(AggregatorError::AuditFailed {
-                fog,
-                reason: format!(
-                    "{}'s upload names another round config (another global model)",
-                    up.client
-                ),
-            });
-        }
-        for (c, _) in &agg.contributors {
-            self.counted.insert(*c, fog);
-        }
-        self.aggregates.push(agg);
-        self.uploads.extend(uploads);
         Ok(())
     }
 
@@ -203,6 +213,7 @@ impl Collecting {
             total_weight,
             asked: BTreeSet::new(),
             silent: Vec::new(),
+            silent_before: BTreeSet::new(),
             valid: Vec::new(),
             blamed: Vec::new(),
         })
@@ -221,6 +232,9 @@ pub struct Decrypting {
     total_weight: u64,
     asked: BTreeSet<ShareIndex>,
     silent: Vec<ShareIndex>,
+    /// Holders silent in an earlier attempt at this round (the report names them even when a
+    /// later attempt did not ask them again).
+    silent_before: BTreeSet<ShareIndex>,
     valid: Vec<VerifiedShare>,
     blamed: Vec<AggregatorError>,
 }
@@ -319,7 +333,7 @@ impl Decrypting {
     /// again; valid shares are kept, and holders whose shares were refused are not asked
     /// again.
     pub fn retry(&mut self) {
-        self.silent.clear();
+        self.silent_before.extend(self.silent.drain(..));
         self.asked = self
             .valid
             .iter()
@@ -348,10 +362,23 @@ impl Decrypting {
         let m = usize::try_from(self.config.num_params).unwrap_or(usize::MAX);
         let sums = encoder
             .decode_sum(&values, m, self.contributors.len() as u64)
-            .map_err(spddl_crypto::Error::from)?;
+            .map_err(|source| AggregatorError::Undecodable {
+                round: self.config.round,
+                source,
+            })?;
         // The sum holds Σ (w_k/W)·x_k (clients scale by w_k/W, `Encoder::encode_scaled`):
         // the weighted mean is that times W / Σ w_k.
         let w = self.total_weight as f64 / self.config.max_weight as f64;
+        // Silent in any attempt and no valid share since (a late answer still counts).
+        let silent: Vec<ShareIndex> = self
+            .silent_before
+            .iter()
+            .chain(&self.silent)
+            .copied()
+            .filter(|h| !self.valid.iter().any(|v| v.holder() == *h))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut used: Vec<ShareIndex> = self.valid.iter().map(|v| v.holder()).collect();
         used.sort();
         used.truncate(usize::from(self.pk.threshold()));
@@ -361,7 +388,7 @@ impl Decrypting {
             contributors: self.contributors,
             total_weight: self.total_weight,
             holders_used: used,
-            silent: self.silent,
+            silent,
             blamed: self.blamed,
         })
     }
@@ -387,7 +414,7 @@ pub struct RoundOutcome {
     pub total_weight: u64,
     /// The holders whose shares were combined.
     pub holders_used: Vec<ShareIndex>,
-    /// Holders that were asked and did not answer.
+    /// Holders asked, in any attempt at the round, that gave no valid share.
     pub silent: Vec<ShareIndex>,
     /// Shares refused, each naming its holder.
     pub blamed: Vec<AggregatorError>,

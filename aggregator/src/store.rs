@@ -54,6 +54,9 @@ pub struct RoundRecord {
     pub decrypt_s: f64,
     /// SHA-256 of the new global model (hex), to compare runs.
     pub model_digest: String,
+    /// Why the round ended without an update (its sum did not decode), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// The aggregator's database.
@@ -307,6 +310,7 @@ mod tests {
             collect_s: 0.5,
             decrypt_s: 0.5,
             model_digest: "00".into(),
+            skipped: None,
         }
     }
 

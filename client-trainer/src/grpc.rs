@@ -18,7 +18,7 @@ use spddl_crypto::paillier::{KeyShare, PublicKey};
 use spddl_proto::transport::{Backoff, Security, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{
-    Registry, RoundConfig, Upload, check_request, ciphertexts_digest, share_of_checked,
+    ClientId, Registry, RoundConfig, Upload, check_request, ciphertexts_digest, share_of_checked,
 };
 use tonic::transport::Channel;
 use tracing::{error, info, warn};
@@ -434,10 +434,14 @@ pub async fn run_holder(
                     let answer = tokio::task::spawn_blocking(move || {
                         check_request(&s.pk, &s.registry, s.min_contributors, &request)
                             .map_err(|e| e.to_string())?;
+                        let contributors: Vec<ClientId> =
+                            request.uploads().iter().map(|u| u.client).collect();
                         s.log.claim(
                             round,
                             &request.config().0.model_digest,
                             &ciphertexts_digest(&s.pk, request.ciphertexts()),
+                            &contributors,
+                            s.min_contributors,
                         )?;
                         share_of_checked(&s.pk, &s.share, &s.identity, &request, &mut Entropy::os())
                             .map_err(|e| e.to_string())

@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1012,4 +1012,205 @@ async fn a_lying_aggregator_with_a_colluding_fog_cannot_get_a_small_sum_or_a_dif
             &honest_request.context(&pk),
         )
         .expect("the honest request's share verifies against the honest sum");
+}
+
+/// `SubmitAggregate` of `agg` over `channel`.
+async fn submit_aggregate(
+    channel: Channel,
+    pk: &PublicKey,
+    agg: &spddl_proto::FogAggregate,
+) -> Result<pb::SubmitAggregateResponse, tonic::Status> {
+    pb::aggregator_client::AggregatorClient::new(channel)
+        .submit_aggregate(pb::SubmitAggregateRequest {
+            aggregate: Some(wire::aggregate_to_wire(pk, agg)),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_and_late_aggregates_blame_no_fog_and_every_round_completes() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let expected = simulated_digests();
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2, 3, 4, 5], &stop);
+    let mut a = Attacker::new(&out);
+    let (config, len) = within(60, a.round()).await;
+    let pk = a.pk.clone();
+    let stranger = SigningKey::generate(&mut spddl_crypto::Entropy::os());
+    let aggregator_address = read_toml::<deploy::AggregatorFile>(&out.join("aggregator.toml")).listen;
+    for fog in [0u32, 1] {
+        // An aggregate naming the fog, with a signature that is not the fog's.
+        let forged = spddl_proto::FogAggregate::sign(
+            &pk,
+            &stranger,
+            config.round,
+            FogId(fog),
+            vec![(ClientId(0), 1)],
+            a.encrypt(len),
+        );
+        // From client 0's certificate: refused by the identity binding.
+        let s = submit_aggregate(a.aggregator_channel.clone(), &pk, &forged)
+            .await
+            .unwrap_err();
+        assert_refused(
+            &s,
+            Code::PermissionDenied,
+            &["client 0", &format!("fog {fog}")],
+            "aggregate from a client's certificate",
+        );
+        // From the fog's own certificate (a stolen one, or a bug): refused by the signature
+        // check, before any upload is fetched or audited.
+        let channel = channel_as(&out, &format!("fog-{fog}"), &aggregator_address);
+        let s = submit_aggregate(channel, &pk, &forged).await.unwrap_err();
+        assert_refused(
+            &s,
+            Code::PermissionDenied,
+            &[&format!("fog {fog}"), "signature"],
+            "aggregate with a forged signature",
+        );
+    }
+    let clients = start_clients(&out, &stop);
+    within(120, wait_for_round(&out, 1)).await;
+    // Fog 0's real key signs an aggregate of round 0 after round 0 closed: refused as late,
+    // not audited, and fog 0 is not blamed (it keeps its clients in the rounds after).
+    let fog0: FogFile = read_toml(&out.join("fog-0.toml"));
+    let key = deploy::read_identity(&out.join(&fog0.identity)).unwrap();
+    let late = spddl_proto::FogAggregate::sign(
+        &pk,
+        &key,
+        config.round,
+        FogId(0),
+        vec![(ClientId(0), 1)],
+        a.encrypt(len),
+    );
+    let s = submit_aggregate(channel_as(&out, "fog-0", &aggregator_address), &pk, &late)
+        .await
+        .unwrap_err();
+    assert_refused(
+        &s,
+        Code::FailedPrecondition,
+        &["fog 0", "round 0"],
+        "a late aggregate of a closed round",
+    );
+    let report = within(300, agg).await.unwrap().unwrap();
+    assert_every_round_complete(&report, &expected);
+    assert!(
+        report.fogs_blamed.is_empty(),
+        "an honest fog was blamed: {:?}",
+        report.fogs_blamed
+    );
+    for c in clients {
+        within(30, c).await.unwrap().unwrap();
+    }
+    stop.fire();
+}
+
+/// Client 0 by hand: in-range uploads, except in `overflow_round`, whose every plaintext has
+/// a bit set above its slots (a correctly signed upload no slot check at the fog can see).
+async fn client0_by_hand(out: PathBuf, overflow_round: u64) {
+    let mut a = Attacker::new(&out);
+    let mut rounds = rounds_client(&out, &out);
+    let mut done = None;
+    loop {
+        let Ok(r) = rounds.get_round(pb::GetRoundRequest { client: 0 }).await else {
+            return; // the aggregator is gone: the run is over
+        };
+        let r = r.into_inner();
+        let (config, _) = wire::config_from_wire(&r.config.clone().unwrap()).unwrap();
+        if r.phase == pb::RoundPhase::Finished as i32 {
+            return;
+        }
+        if r.counted || done == Some(config.round) || r.fogs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let encoder = config.encoder(&a.pk).unwrap();
+        let m = config.num_params as usize;
+        let mut plaintexts = encoder
+            .encode_scaled(&vec![0.01; m], 1, config.max_weight, &mut rand::rng())
+            .unwrap();
+        if config.round.0 == overflow_round {
+            let packing = encoder.packing();
+            let mut left = m;
+            for p in &mut plaintexts {
+                let used = packing.slots_per_plaintext().min(left);
+                left -= used;
+                *p += BigUint::from(1u8) << (used as u64 * u64::from(packing.slot_bits()));
+            }
+        }
+        let cts = plaintexts
+            .into_iter()
+            .map(|p| {
+                a.pk.encrypt(
+                    &Plaintext::new(&a.pk, p).unwrap(),
+                    &mut spddl_crypto::Entropy::os(),
+                )
+            })
+            .collect();
+        let upload = signed(&a, &config, 0, 1, cts);
+        a.fog = pb::fog_worker_client::FogWorkerClient::new(channel_as(
+            &out,
+            "client-0",
+            &r.fogs[0].address,
+        ));
+        if a
+            .fog
+            .submit_upload(pb::SubmitUploadRequest {
+                upload: Some(upload),
+            })
+            .await
+            .is_ok()
+        {
+            done = Some(config.round);
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_whose_slots_overflow_costs_one_round_not_the_run() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let out = init(dir.path(), 30.0);
+    let stop = Stop::new();
+    let agg = aggregator(&out, &stop);
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2, 3, 4, 5], &stop);
+    let hand = tokio::spawn(client0_by_hand(out.clone(), 1));
+    let honest: Vec<_> = (1..CLIENTS)
+        .map(|c| {
+            let cfg = out.join(format!("client-{c}.toml"));
+            let s = stop.signal();
+            tokio::spawn(async move { deploy::run_client(&cfg, false, s).await })
+        })
+        .collect();
+    let report = within(300, agg).await.unwrap().unwrap();
+    let rounds: Vec<u64> = report.rounds.iter().map(|r| r.round).collect();
+    assert_eq!(rounds, (0..ROUNDS).collect::<Vec<_>>(), "{:?}", report.rounds);
+    let skipped = &report.rounds[1];
+    let Some(why) = skipped.skipped.as_deref() else {
+        panic!("round 1 was not skipped: {:?}", report.rounds);
+    };
+    assert!(
+        why.contains("round 1") && why.contains("does not decode") && why.contains("plaintext 0"),
+        "{why}"
+    );
+    assert_eq!(
+        skipped.model_digest, report.rounds[0].model_digest,
+        "a skipped round moved the model"
+    );
+    for r in [&report.rounds[0], &report.rounds[2]] {
+        assert_eq!(r.skipped, None, "round {}", r.round);
+        assert_eq!(r.contributors.len(), CLIENTS, "round {}", r.round);
+    }
+    assert_ne!(report.rounds[2].model_digest, report.rounds[1].model_digest);
+    for c in honest {
+        within(30, c).await.unwrap().unwrap();
+    }
+    stop.fire();
+    within(30, hand).await.unwrap();
 }

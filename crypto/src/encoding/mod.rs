@@ -127,15 +127,25 @@ pub enum EncodingError {
         /// Bits covered by the plaintext's used slots.
         max_bits: u64,
     },
-    /// A slot sum is larger than `K` values of at most `2^q − 1` can add up to.
-    #[error("slot sum {sum} at index {index} exceeds {max} for the claimed contributions")]
+    /// Slot sums larger than `K` values of at most `2^q − 1` can add up to: some contribution
+    /// was out of range.
+    #[error(
+        "{count} slot sum(s) exceed {max}, the most the claimed contributions can add up to: \
+         slot {index} holds {sum}; slots out of range: {}{}",
+        DisplayList(slots),
+        if *count > slots.len() as u64 { ", …" } else { "" }
+    )]
     SlotSumTooLarge {
-        /// Position of the value in the unpacked vector.
+        /// Position of the first such value in the unpacked vector.
         index: usize,
-        /// The slot sum read.
+        /// Its slot sum.
         sum: u64,
         /// `K · (2^q − 1)`.
         max: u64,
+        /// How many slots are out of range.
+        count: u64,
+        /// The first (at most [`SLOTS_NAMED`]) of them, in increasing order.
+        slots: Vec<usize>,
     },
     /// The quantizer's `q` differs from the packing's `q`.
     #[error("quantizer uses {quantizer_bits} bits but packing expects {packing_bits}")]
@@ -145,6 +155,24 @@ pub enum EncodingError {
         /// `q` of the packing parameters.
         packing_bits: u32,
     },
+}
+
+/// How many out-of-range slots an [`EncodingError::SlotSumTooLarge`] names.
+pub const SLOTS_NAMED: usize = 8;
+
+/// `1, 5, 9` for an error message.
+struct DisplayList<'a>(&'a [usize]);
+
+impl std::fmt::Display for DisplayList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, i) in self.0.iter().enumerate() {
+            if k > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{i}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A [`Quantizer`] and [`PackingParams`] that agree on `q`: real vectors in, plaintexts out.

@@ -171,6 +171,10 @@ impl PackingParams {
         let max_sum = contributions.saturating_mul(self.max_value());
         let mask = u64::MAX >> (u64::BITS - self.slot_bits);
         let mut sums = Vec::with_capacity(len);
+        // The first out-of-range slot, and how many there are: a decoding failure names them.
+        let mut too_large: Option<(usize, u64)> = None;
+        let mut count = 0u64;
+        let mut named = Vec::new();
         for (index, plaintext) in plaintexts.iter().enumerate() {
             let used = self.slots.min(len - sums.len());
             let max_bits = used as u64 * u64::from(self.slot_bits);
@@ -185,15 +189,24 @@ impl PackingParams {
             for _ in 0..used {
                 let sum = rest.iter_u64_digits().next().unwrap_or(0) & mask;
                 if sum > max_sum {
-                    return Err(EncodingError::SlotSumTooLarge {
-                        index: sums.len(),
-                        sum,
-                        max: max_sum,
-                    });
+                    too_large.get_or_insert((sums.len(), sum));
+                    count += 1;
+                    if named.len() < super::SLOTS_NAMED {
+                        named.push(sums.len());
+                    }
                 }
                 sums.push(sum);
                 rest >>= self.slot_bits;
             }
+        }
+        if let Some((index, sum)) = too_large {
+            return Err(EncodingError::SlotSumTooLarge {
+                index,
+                sum,
+                max: max_sum,
+                count,
+                slots: named,
+            });
         }
         Ok(sums)
     }
@@ -498,7 +511,9 @@ mod tests {
             Err(EncodingError::SlotSumTooLarge {
                 index: 1,
                 sum: 65536,
-                max: 65535
+                max: 65535,
+                count: 1,
+                slots: vec![1],
             })
         );
         assert!(matches!(
@@ -506,7 +521,8 @@ mod tests {
             Err(EncodingError::SlotSumTooLarge {
                 index: 0,
                 sum: 1,
-                max: 0
+                max: 0,
+                ..
             })
         ));
         assert_eq!(params.unpack_sums(&[], 0, 0), Ok(vec![]));
