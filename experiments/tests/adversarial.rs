@@ -1116,8 +1116,11 @@ async fn client0_by_hand(out: PathBuf, overflow_round: u64) {
     let mut rounds = rounds_client(&out, &out);
     let mut done = None;
     loop {
+        // Until the aggregator says the run is finished (the test ends this task otherwise):
+        // it may not listen yet, or be busy.
         let Ok(r) = rounds.get_round(pb::GetRoundRequest { client: 0 }).await else {
-            return; // the aggregator is gone: the run is over
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let r = r.into_inner();
         let (config, _) = wire::config_from_wire(&r.config.clone().unwrap()).unwrap();
@@ -1212,5 +1215,5 @@ async fn a_client_whose_slots_overflow_costs_one_round_not_the_run() {
         within(30, c).await.unwrap().unwrap();
     }
     stop.fire();
-    within(30, hand).await.unwrap();
+    hand.abort();
 }
