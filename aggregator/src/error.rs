@@ -137,7 +137,9 @@ pub enum AggregatorError {
     },
     /// The decrypted sum does not decode: some client's slots were out of range (nothing yet
     /// proves they are in range, so nobody can be blamed). The round ends without an update.
-    #[error("{round}: the decrypted sum does not decode, some contribution was out of range: {source}")]
+    #[error(
+        "{round}: the decrypted sum does not decode, some contribution was out of range: {source}"
+    )]
     Undecodable {
         /// The round.
         round: RoundId,

@@ -429,8 +429,17 @@ impl pb::aggregator_server::Aggregator for Node {
             .into_inner()
             .aggregate
             .ok_or_else(|| Status::invalid_argument("SubmitAggregate: `aggregate` is missing"))?;
-        let agg = wire::aggregate_from_wire(&self.pk, &w)
-            .inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {e}"))?;
+        // Parsing checks every ciphertext (range and gcd): CPU work, off the async threads.
+        let (agg, w) = {
+            let pk = self.pk.clone();
+            tokio::task::spawn_blocking(move || {
+                let agg = wire::aggregate_from_wire(&pk, &w)
+                    .inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {e}"))?;
+                Ok::<_, Status>((agg, w))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??
+        };
         let fog = agg.fog;
         let round = agg.round;
         let blamed = {
@@ -631,11 +640,14 @@ impl pb::key_holders_server::KeyHolders for Node {
             .into_inner()
             .share
             .ok_or_else(|| Status::invalid_argument("SubmitShare: `share` is missing"))?;
-        let share = wire::share_from_wire(&self.pk, &w)
-            .inspect_err(|e| warn!(holder = w.holder, "refused share: {e}"))?;
         let registry = self.registry.clone();
         let inner = self.inner.clone();
+        let pk = self.pk.clone();
+        // Parsing (every partial's range and gcd) and the proof check are CPU work: off the
+        // async threads.
         tokio::task::spawn_blocking(move || {
+            let share = wire::share_from_wire(&pk, &w)
+                .inspect_err(|e| warn!(holder = w.holder, "refused share: {e}"))?;
             let mut inner = inner
                 .lock()
                 .map_err(|_| Status::internal("aggregator state poisoned"))?;

@@ -155,10 +155,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/holder-1.redb");
         let log = DecryptionLog::open(&path).unwrap();
-        log.claim(RoundId(3), &[3; 32], &[1; 32], &ids(0..6), 3).unwrap();
-        log.claim(RoundId(3), &[3; 32], &[1; 32], &ids(0..6), 3).unwrap(); // a retry of the same sum
-        log.claim(RoundId(4), &[4; 32], &[2; 32], &ids(0..6), 3).unwrap(); // another round
-        let e = log.claim(RoundId(4), &[4; 32], &[9; 32], &ids(0..6), 3).unwrap_err();
+        log.claim(RoundId(3), &[3; 32], &[1; 32], &ids(0..6), 3)
+            .unwrap();
+        log.claim(RoundId(3), &[3; 32], &[1; 32], &ids(0..6), 3)
+            .unwrap(); // a retry of the same sum
+        log.claim(RoundId(4), &[4; 32], &[2; 32], &ids(0..6), 3)
+            .unwrap(); // another round
+        let e = log
+            .claim(RoundId(4), &[4; 32], &[9; 32], &ids(0..6), 3)
+            .unwrap_err();
         assert!(
             e.contains("already decrypted another sum of round 4"),
             "{e}"
@@ -166,10 +171,12 @@ mod tests {
         drop(log);
         let log = DecryptionLog::open(&path).unwrap();
         assert!(
-            log.claim(RoundId(4), &[4; 32], &[9; 32], &ids(0..6), 3).is_err(),
+            log.claim(RoundId(4), &[4; 32], &[9; 32], &ids(0..6), 3)
+                .is_err(),
             "forgotten after a restart"
         );
-        log.claim(RoundId(4), &[4; 32], &[2; 32], &ids(0..6), 3).unwrap();
+        log.claim(RoundId(4), &[4; 32], &[2; 32], &ids(0..6), 3)
+            .unwrap();
     }
 
     fn ids(range: std::ops::Range<u32>) -> Vec<ClientId> {
@@ -188,12 +195,16 @@ mod tests {
             .claim(RoundId(11), &[7; 32], &[2; 32], &ids(0..5), 3)
             .unwrap_err();
         assert!(
-            e.contains("same global model as round 10") && e.contains("differ from round 10's by 1"),
+            e.contains("same global model as round 10")
+                && e.contains("differ from round 10's by 1"),
             "{e}"
         );
         // Client 5 swapped for client 6: 2 apart, still fewer than 3.
         let swapped: Vec<ClientId> = [0, 1, 2, 3, 4, 6].map(ClientId).to_vec();
-        assert!(log.claim(RoundId(11), &[7; 32], &[2; 32], &swapped, 3).is_err());
+        assert!(
+            log.claim(RoundId(11), &[7; 32], &[2; 32], &swapped, 3)
+                .is_err()
+        );
         let e = log
             .claim(RoundId(9), &[8; 32], &[3; 32], &ids(0..6), 3)
             .unwrap_err();

@@ -1041,7 +1041,8 @@ async fn forged_and_late_aggregates_blame_no_fog_and_every_round_completes() {
     let (config, len) = within(60, a.round()).await;
     let pk = a.pk.clone();
     let stranger = SigningKey::generate(&mut spddl_crypto::Entropy::os());
-    let aggregator_address = read_toml::<deploy::AggregatorFile>(&out.join("aggregator.toml")).listen;
+    let aggregator_address =
+        read_toml::<deploy::AggregatorFile>(&out.join("aggregator.toml")).listen;
     for fog in [0u32, 1] {
         // An aggregate naming the fog, with a signature that is not the fog's.
         let forged = spddl_proto::FogAggregate::sign(
@@ -1160,8 +1161,7 @@ async fn client0_by_hand(out: PathBuf, overflow_round: u64) {
             "client-0",
             &r.fogs[0].address,
         ));
-        if a
-            .fog
+        if a.fog
             .submit_upload(pb::SubmitUploadRequest {
                 upload: Some(upload),
             })
@@ -1193,7 +1193,12 @@ async fn a_client_whose_slots_overflow_costs_one_round_not_the_run() {
         .collect();
     let report = within(300, agg).await.unwrap().unwrap();
     let rounds: Vec<u64> = report.rounds.iter().map(|r| r.round).collect();
-    assert_eq!(rounds, (0..ROUNDS).collect::<Vec<_>>(), "{:?}", report.rounds);
+    assert_eq!(
+        rounds,
+        (0..ROUNDS).collect::<Vec<_>>(),
+        "{:?}",
+        report.rounds
+    );
     let skipped = &report.rounds[1];
     let Some(why) = skipped.skipped.as_deref() else {
         panic!("round 1 was not skipped: {:?}", report.rounds);
