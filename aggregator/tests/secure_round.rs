@@ -538,3 +538,47 @@ fn forged_or_misassigned_fog_aggregates_are_refused() {
         }
     );
 }
+
+/// The report names every holder that was silent in any attempt and never answered: a round
+/// that completes on its second attempt, with late shares from the first, once reported no
+/// silent holder at all (`deployment::rounds_complete_with_l_minus_t_key_holders_down`).
+#[test]
+fn holders_silent_in_an_earlier_attempt_are_reported_silent() {
+    let mut w = world(3, 5, 4, 2);
+    let updates = w.updates();
+    let aggs = w.collect(&updates, &[0, 1, 2, 3]);
+    let mut collecting = w.collecting();
+    for (a, ups) in aggs {
+        collecting.receive(a, ups).unwrap();
+    }
+    let mut dec = collecting.close(&w.aggregator).unwrap();
+    let ids = |v: &[ShareIndex]| v.iter().map(|h| h.get()).collect::<Vec<_>>();
+    // Holders 1 and 2 are down; 3 answers; 4 and 5 are asked, and slow: counted silent.
+    let asked = dec.holders_to_ask();
+    assert_eq!(ids(&asked), [1, 2, 3]);
+    let r = w.respond(&dec, asked[2]);
+    dec.receive(&r).unwrap();
+    dec.mark_silent(asked[0]);
+    dec.mark_silent(asked[1]);
+    let next = dec.holders_to_ask();
+    assert_eq!(ids(&next), [4, 5]);
+    let late: Vec<_> = next.iter().map(|h| w.respond(&dec, *h)).collect();
+    for h in &next {
+        dec.mark_silent(*h);
+    }
+    // The second attempt asks 1 and 2 again; 4's and 5's late shares arrive before they time
+    // out, and the round completes.
+    dec.retry();
+    assert_eq!(ids(&dec.holders_to_ask()), [1, 2]);
+    for r in &late {
+        dec.receive(r).unwrap();
+    }
+    assert!(dec.is_ready());
+    let out = dec.finish().unwrap();
+    assert_eq!(ids(&out.holders_used), [3, 4, 5]);
+    assert_eq!(
+        ids(&out.silent),
+        [1, 2],
+        "silent in the first attempt, never answered"
+    );
+}
