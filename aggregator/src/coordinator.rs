@@ -133,6 +133,9 @@ pub struct Completed {
     pub outcome: RoundOutcome,
     /// The global model after the strategy applied the mean update.
     pub global: Vec<f32>,
+    /// The strategy's name and its state after the round ([`Strategy::state`]), to store
+    /// with the model.
+    pub strategy: (&'static str, Vec<u8>),
     /// The next round, `None` when the run is over.
     pub next: Option<RoundId>,
 }
@@ -502,6 +505,7 @@ impl Coordinator {
                 events.push(Event::Completed(Box::new(Completed {
                     outcome,
                     global: self.global.clone(),
+                    strategy: (self.strategy.name(), self.strategy.state()),
                     next,
                 })));
             }
