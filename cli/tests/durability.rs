@@ -169,7 +169,14 @@ async fn a_fedadam_run_whose_aggregator_is_killed_with_sigkill_ends_with_the_uni
         .expect("the restarted aggregator did not finish in time");
     let log = std::fs::read_to_string(out.join("logs/aggregator-1.log")).unwrap();
     assert!(status.success(), "{status:?}: {log}");
+    for l in without_ansi(&log)
+        .lines()
+        .filter(|l| l.contains("resuming") || l.contains("starting"))
+    {
+        println!("restarted aggregator: {l}");
+    }
     let rounds = printed_rounds(&out, 1);
+    println!("rounds after the kill -9 and restart: {rounds:?}; uninterrupted: {expected:?}");
     let got: Vec<u64> = rounds.iter().map(|r| r.0).collect();
     assert_eq!(got, (0..ROUNDS).collect::<Vec<_>>(), "each round once");
     let digests: Vec<String> = rounds.into_iter().map(|r| r.1).collect();
@@ -191,6 +198,14 @@ async fn store_fails_after(stage: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = init_with(dir.path(), &scenario());
     let state = out.join("state/aggregator.redb");
+    // A client waits for its upload's acknowledgement this long before it sees the stop.
+    for k in 0..CLIENTS {
+        let config = out.join(format!("client-{k}.toml"));
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace("upload_timeout_s = 60.0", "upload_timeout_s = 3.0");
+        assert!(text.contains("upload_timeout_s = 3.0"), "{text}");
+        std::fs::write(&config, text).unwrap();
+    }
     let stop = Stop::new();
     let (mut agg, lines) = aggregator_with_limits(&out);
     let (fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[1, 2, 3, 4, 5], &stop);
