@@ -953,6 +953,17 @@ pub async fn serve(
         .await
         .map_err(|e| format!("aggregator {e}"));
     drop(guard);
+    // Close the store before returning, so that an aggregator started on the same file right
+    // after (a restart in this process) can open it: the aborted loops end, and work still
+    // holding the state (a blocking task of a call in flight) finishes.
+    let _ = ticker.await;
+    let _ = checker.await;
+    for _ in 0..500 {
+        if Arc::strong_count(&node.inner) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let inner = node
         .inner
         .lock()

@@ -127,6 +127,16 @@ pub fn open(path: &Path, kind: &str, fresh: bool) -> Result<StateFile, StateFile
     }
     let db = match quietly(|| Database::open(path)) {
         Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(err(
+                &"in use: another process (or another run in this one) has it open",
+            ));
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            return Err(err(&format_args!("cannot be opened: {e}")));
+        }
         Ok(Err(e)) => {
             return Err(err(&format_args!(
                 "corrupt or not a state file ({e}); {HOW_TO_START_ANEW}"
@@ -212,7 +222,10 @@ mod tests {
         let file = open(&path, "aggregator", true).unwrap();
         assert_eq!(file.replaced, None);
         drop(file);
-        open(&path, "aggregator", false).unwrap();
+        let held = open(&path, "aggregator", false).unwrap();
+        let e = open(&path, "aggregator", false).unwrap_err().to_string();
+        assert!(e.contains("in use: another process"), "{e}");
+        drop(held);
         let e = open(&path, "key holder", false).unwrap_err().to_string();
         assert!(
             e.contains("holds aggregator state, not key holder state"),
