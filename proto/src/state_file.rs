@@ -133,7 +133,10 @@ pub fn open(path: &Path, kind: &str, fresh: bool) -> Result<StateFile, StateFile
             ));
         }
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if e.kind() != std::io::ErrorKind::InvalidData =>
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
         {
             return Err(err(&format_args!("cannot be opened: {e}")));
         }
