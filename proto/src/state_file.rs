@@ -66,6 +66,14 @@ pub fn open(path: &Path, kind: &str, fresh: bool) -> Result<StateFile, StateFile
     if fresh {
         let replaced = match std::fs::symlink_metadata(path) {
             Ok(_) => {
+                // Never from under a process that has it open.
+                if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) =
+                    quietly(|| Database::open(path))
+                {
+                    return Err(err(
+                        &"--fresh: in use: another process (or another run in this one) has it open",
+                    ));
+                }
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
@@ -228,6 +236,8 @@ mod tests {
         let held = open(&path, "aggregator", false).unwrap();
         let e = open(&path, "aggregator", false).unwrap_err().to_string();
         assert!(e.contains("in use: another process"), "{e}");
+        let e = open(&path, "aggregator", true).unwrap_err().to_string();
+        assert!(e.contains("--fresh: in use"), "{e}");
         drop(held);
         let e = open(&path, "key holder", false).unwrap_err().to_string();
         assert!(
