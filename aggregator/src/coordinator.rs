@@ -146,6 +146,9 @@ pub struct Completed {
     pub outcome: RoundOutcome,
     /// The global model after the strategy applied the mean update.
     pub global: Vec<f32>,
+    /// The strategy's name and its state after the round ([`Strategy::state`]), to store
+    /// with the model.
+    pub strategy: (&'static str, Vec<u8>),
     /// The next round, `None` when the run is over.
     pub next: Option<RoundId>,
 }
@@ -522,6 +525,7 @@ impl Coordinator {
                 events.push(Event::Completed(Box::new(Completed {
                     outcome,
                     global: self.global.clone(),
+                    strategy: (self.strategy.name(), self.strategy.state()),
                     next,
                 })));
             }
@@ -564,6 +568,11 @@ impl Coordinator {
             self.phase = Phase::Idle;
             Some(self.round)
         }
+    }
+
+    /// The strategy's name and its state now ([`Strategy::state`]), to store with the model.
+    pub fn strategy_state(&self) -> (&'static str, Vec<u8>) {
+        (self.strategy.name(), self.strategy.state())
     }
 
     /// Sets how many rounds before the current one were skipped in a row (from the store's

@@ -50,6 +50,10 @@ pub struct AggregatorSetup {
     pub security: Security,
     /// The database file.
     pub state: std::path::PathBuf,
+    /// Start a new run on purpose: a new database file (an existing one is moved aside).
+    /// Without it the file must exist and hold aggregator state (`spddl deploy init`
+    /// writes an empty one); a missing, empty or damaged file is refused.
+    pub fresh: bool,
     /// Test accuracy of a model, if the aggregator has a test set.
     pub evaluate: Option<Evaluator>,
     /// How long to keep serving after the last round, so polling peers learn the run is over.
@@ -87,6 +91,10 @@ struct Inner {
     done: watch::Sender<bool>,
     /// Why the run stopped, if a round failed its last attempt.
     failure: Option<String>,
+    /// Why the aggregator stops at once, if its store failed: nothing more is acknowledged.
+    fatal: Option<String>,
+    /// Fired with `fatal`: the server stops without lingering.
+    halt: watch::Sender<bool>,
 }
 
 /// The shared state behind the three services.
@@ -124,16 +132,34 @@ impl Inner {
         assign_by_load(&self.clients(registry), &loads)
     }
 
+    /// The store failed: the restart promises depend on its records, so the aggregator stops
+    /// at once with one line, and acknowledges nothing more.
+    fn halt(&mut self, e: crate::store::StoreError) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let msg = format!("{e}; the aggregator stops (nothing not stored was acknowledged)");
+        error!("{msg}");
+        self.fatal = Some(msg);
+        let _ = self.halt.send(true);
+    }
+
+    /// `UNAVAILABLE` once the store failed (peers retry with the restarted aggregator).
+    fn check_alive(&self) -> Result<(), Status> {
+        match &self.fatal {
+            Some(msg) => Err(Status::unavailable(format!("aggregator stopping: {msg}"))),
+            None => Ok(()),
+        }
+    }
+
     /// Opens the coordinator's current round, persisting its assignment first.
-    fn open_round(&mut self, registry: &Registry) -> Result<(), Status> {
+    fn open_round(&mut self, registry: &Registry) -> Result<(), crate::store::StoreError> {
         if self.coord.phase_kind() != PhaseKind::Idle {
             return Ok(());
         }
         let round = self.coord.round();
         let assignment = self.assignment(registry);
-        self.store
-            .open_round(round, &assignment)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        self.store.open_round(round, &assignment)?;
         info!(
             %round,
             clients = assignment.len(),
@@ -147,8 +173,13 @@ impl Inner {
         Ok(())
     }
 
+    /// Logs and persists what the coordinator did. A store failure stops the aggregator
+    /// ([`Inner::halt`]): the events after it are not acted on.
     fn handle(&mut self, events: Vec<Event>, registry: &Registry) {
         for event in events {
+            if self.fatal.is_some() {
+                return;
+            }
             match event {
                 Event::Closed {
                     round,
@@ -156,7 +187,8 @@ impl Inner {
                 } => {
                     self.closed_at = Some(Instant::now());
                     if let Err(e) = self.store.close_collection(round) {
-                        error!(%e, "recording the closed collection");
+                        self.halt(e);
+                        return;
                     }
                     info!(%round, contributors, "collection closed, sum sent to the key holders");
                 }
@@ -220,8 +252,13 @@ impl Inner {
                         )),
                         skipped: Some(reason),
                     };
-                    if let Err(e) = self.store.complete_round(&record, self.coord.global()) {
-                        error!(%e, "storing the skipped round");
+                    let (name, state) = self.coord.strategy_state();
+                    if let Err(e) =
+                        self.store
+                            .complete_round(&record, self.coord.global(), (name, &state))
+                    {
+                        self.halt(e);
+                        return;
                     }
                     self.next_or_done(next, registry);
                 }
@@ -248,8 +285,10 @@ impl Inner {
                         model_digest: hex(&digest),
                         skipped: None,
                     };
-                    if let Err(e) = self.store.complete_round(&record, &c.global) {
-                        error!(%e, "storing the completed round");
+                    let (name, state) = &c.strategy;
+                    if let Err(e) = self.store.complete_round(&record, &c.global, (name, state)) {
+                        self.halt(e);
+                        return;
                     }
                     for b in &outcome.blamed {
                         warn!(round = %outcome.round, "blamed: {b}");
@@ -275,7 +314,7 @@ impl Inner {
         match next {
             Some(_) => {
                 if let Err(e) = self.open_round(registry) {
-                    error!(%e, "opening the next round");
+                    self.halt(e);
                 }
             }
             None => {
@@ -344,9 +383,12 @@ impl Node {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Status> {
-        self.inner
+        let inner = self
+            .inner
             .lock()
-            .map_err(|_| Status::internal("aggregator state poisoned"))
+            .map_err(|_| Status::internal("aggregator state poisoned"))?;
+        inner.check_alive()?;
+        Ok(inner)
     }
 
     /// Fetches the signed uploads behind `agg` from its fog, in pages that each fit one
@@ -489,16 +531,20 @@ impl pb::aggregator_server::Aggregator for Node {
             let mut inner = inner
                 .lock()
                 .map_err(|_| Status::internal("aggregator state poisoned"))?;
+            inner.check_alive()?;
             let now = inner.now_ms();
             let n = agg.contributors.len();
             match inner.coord.receive_aggregate(agg, uploads, now) {
                 Ok(events) => {
-                    inner
-                        .store
-                        .add_aggregate(round, &stored)
-                        .map_err(|e| Status::internal(e.to_string()))?;
+                    // Counted in memory only: acknowledged once on disk, else the aggregator
+                    // stops (it never runs on with a count its store lacks).
+                    if let Err(e) = inner.store.add_aggregate(round, &stored) {
+                        inner.halt(e);
+                        inner.check_alive()?;
+                    }
                     info!(%fog, %round, contributors = n, "aggregate audited and stored");
                     inner.handle(events, &registry);
+                    inner.check_alive()?;
                     Ok(Response::new(pb::SubmitAggregateResponse {
                         already_counted: vec![],
                         accepted: true,
@@ -651,12 +697,14 @@ impl pb::key_holders_server::KeyHolders for Node {
             let mut inner = inner
                 .lock()
                 .map_err(|_| Status::internal("aggregator state poisoned"))?;
+            inner.check_alive()?;
             let now = inner.now_ms();
             let holder = share.share.holder;
             match inner.coord.receive_share(&share, now) {
                 Ok(events) => {
                     info!(%holder, round = %share.round, "decryption share verified");
                     inner.handle(events, &registry);
+                    inner.check_alive()?;
                     Ok(Response::new(pb::SubmitShareResponse {}))
                 }
                 Err(e) => {
@@ -692,7 +740,7 @@ pub async fn serve(
     setup: AggregatorSetup,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport, String> {
-    let store = Store::open(&setup.state).map_err(|e| e.to_string())?;
+    let store = Store::open(&setup.state, setup.fresh).map_err(|e| e.to_string())?;
     store
         .init(&setup.initial_model)
         .map_err(|e| e.to_string())?;
@@ -719,16 +767,31 @@ pub async fn serve(
     store
         .save_participants(&participants)
         .map_err(|e| e.to_string())?;
-    let (round, global) = store
-        .resume_point()
-        .map_err(|e| e.to_string())?
-        .unwrap_or((RoundId(0), setup.initial_model.clone()));
+    let resume = store.resume_point().map_err(|e| e.to_string())?;
+    let (round, global) = match &resume {
+        Some(p) => (p.round, p.global.clone()),
+        None => (RoundId(0), setup.initial_model.clone()),
+    };
+    // The strategy goes on from its stored state (FedAdam's moments), as if never stopped.
+    let mut strategy = setup.strategy;
+    if let Some((name, state)) = resume.and_then(|p| p.strategy) {
+        if name != strategy.name() {
+            return Err(format!(
+                "aggregator state {}: the run was started with strategy {name}, the scenario now says {}: refused (start with --fresh for a new run)",
+                store.path(),
+                strategy.name()
+            ));
+        }
+        strategy
+            .restore(&state)
+            .map_err(|e| format!("aggregator state {}: {e}", store.path()))?;
+    }
     let coord = Coordinator::new(
         &setup.pk,
         setup.key,
         setup.registry.clone(),
         setup.settings,
-        setup.strategy,
+        strategy,
         round,
         global,
     )
@@ -743,6 +806,7 @@ pub async fn serve(
         .count();
     coord.set_skipped_in_a_row(u32::try_from(skipped_in_a_row).unwrap_or(u32::MAX));
     let (done_tx, mut done_rx) = watch::channel(false);
+    let (halt_tx, mut halt_rx) = watch::channel(false);
     let registry = Arc::new(setup.registry);
     let mut inner = Inner {
         coord,
@@ -765,6 +829,8 @@ pub async fn serve(
         closed_at: None,
         done: done_tx,
         failure: None,
+        fatal: None,
+        halt: halt_tx,
     };
     if inner.coord.phase_kind() == PhaseKind::Finished {
         info!(%round, "every round is already done");
@@ -814,11 +880,12 @@ pub async fn serve(
                 events.extend(inner.coord.close_collection_now(now));
             }
             inner.handle(events, &registry);
+            if let Some(fatal) = &inner.fatal {
+                return Err(fatal.clone());
+            }
         } else {
             info!(%round, "starting");
-            inner
-                .open_round(&registry)
-                .map_err(|e| e.message().to_string())?;
+            inner.open_round(&registry).map_err(|e| e.to_string())?;
         }
     }
     let fog_stubs = setup
@@ -850,7 +917,9 @@ pub async fn serve(
                 every.tick().await;
                 let node = node.clone();
                 let r = tokio::task::spawn_blocking(move || {
-                    if let Ok(mut inner) = node.inner.lock() {
+                    if let Ok(mut inner) = node.inner.lock()
+                        && inner.fatal.is_none()
+                    {
                         let now = inner.now_ms();
                         let events = inner.coord.tick(now);
                         inner.handle(events, &node.registry);
@@ -943,6 +1012,7 @@ pub async fn serve(
     let stop = async move {
         tokio::select! {
             _ = shutdown => {}
+            _ = halt_rx.wait_for(|h| *h) => {}
             _ = async {
                 while !*done_rx.borrow_and_update() {
                     if done_rx.changed().await.is_err() {
@@ -960,8 +1030,25 @@ pub async fn serve(
         .await
         .map_err(|e| format!("aggregator {e}"));
     drop(guard);
+    // Close the store before returning, so that an aggregator started on the same file right
+    // after (a restart in this process) can open it: the aborted loops end, and work still
+    // holding the state (a blocking task of a call in flight) finishes.
+    let _ = ticker.await;
+    let _ = checker.await;
+    for _ in 0..500 {
+        if Arc::strong_count(&node.inner) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let inner = node
+        .inner
+        .lock()
+        .map_err(|_| "aggregator state poisoned".to_string())?;
+    if let Some(fatal) = &inner.fatal {
+        return Err(fatal.clone());
+    }
     result?;
-    let inner = node.lock().map_err(|e| e.message().to_string())?;
     if let Some(failure) = &inner.failure {
         return Err(format!("aggregator: {failure}"));
     }

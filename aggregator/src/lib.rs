@@ -22,4 +22,4 @@ pub use error::AggregatorError;
 pub use round::{
     Assignment, Collecting, Decrypting, FogLoad, RoundOutcome, assign_by_load, assign_round_robin,
 };
-pub use strategy::{FedAdam, FedAvg, Strategy};
+pub use strategy::{FedAdam, FedAvg, Strategy, StrategyError};

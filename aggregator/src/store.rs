@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::Assignment;
-use spddl_proto::{ClientId, FogId, RoundId};
+use spddl_proto::{ClientId, FogId, RoundId, state_file};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const PARTICIPANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("participants");
@@ -25,11 +25,8 @@ const CLOSED: TableDefinition<u64, ()> = TableDefinition::new("closed_collection
 
 /// A storage failure, naming the file.
 #[derive(Debug, thiserror::Error)]
-#[error("aggregator state {path}: {reason}")]
-pub struct StoreError {
-    path: String,
-    reason: String,
-}
+#[error("{0}")]
+pub struct StoreError(String);
 
 /// One completed round, as recorded in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +56,18 @@ pub struct RoundRecord {
     pub skipped: Option<String>,
 }
 
+/// Where a stored run resumes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumePoint {
+    /// The current round (the next to complete).
+    pub round: RoundId,
+    /// The global model it starts from.
+    pub global: Vec<f32>,
+    /// The strategy's name and state after the last completed round (`None` before the
+    /// first).
+    pub strategy: Option<(String, Vec<u8>)>,
+}
+
 /// The aggregator's database.
 #[derive(Debug)]
 pub struct Store {
@@ -67,16 +76,25 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the database at `path`: an existing state file of an aggregator (see
+    /// [`spddl_proto::state_file`]: a missing, empty or damaged file is refused), or, with
+    /// `fresh`, a new one (an existing file is moved aside first).
+    pub fn open(path: &Path, fresh: bool) -> Result<Self, StoreError> {
         let name = path.display().to_string();
-        let db = Database::create(path).map_err(|e| StoreError {
-            path: name.clone(),
-            reason: e.to_string(),
-        })?;
-        let store = Store { db, path: name };
+        let file =
+            state_file::open(path, "aggregator", fresh).map_err(|e| StoreError(e.to_string()))?;
+        if let Some(aside) = &file.replaced {
+            tracing::warn!(
+                "--fresh: aggregator state {name} starts anew; the old file is kept as {}",
+                aside.display()
+            );
+        }
+        let store = Store {
+            db: file.db,
+            path: name,
+        };
         // Create every table so that readers never meet a missing one.
-        store.write(|tx| {
+        store.write("creating the tables", |tx| {
             tx.open_table(META)?;
             tx.open_table(PARTICIPANTS)?;
             tx.open_table(MODELS)?;
@@ -89,20 +107,25 @@ impl Store {
         Ok(store)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+    /// The file's path, for messages.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError(format!("aggregator state {}: {e}", self.path))
+    }
+
+    /// One write transaction; a failure names `what` was being written.
     fn write<T>(
         &self,
+        what: impl std::fmt::Display,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let out = f(&tx).map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
+        let fail = |e: &dyn std::fmt::Display| self.err(format_args!("{what} failed: {e}"));
+        let tx = self.db.begin_write().map_err(|e| fail(&e))?;
+        let out = f(&tx).map_err(|e| fail(&e))?;
+        tx.commit().map_err(|e| fail(&e))?;
         Ok(out)
     }
 
@@ -116,7 +139,7 @@ impl Store {
 
     /// Records the public identities the aggregator trusts (`kind/id` → key bytes).
     pub fn save_participants(&self, entries: &[(String, [u8; 32])]) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write("storing the participants", |tx| {
             let mut t = tx.open_table(PARTICIPANTS)?;
             for (name, key) in entries {
                 t.insert(name.as_str(), key.as_slice())?;
@@ -130,23 +153,45 @@ impl Store {
         self.read(|tx| Ok(tx.open_table(PARTICIPANTS)?.len()? as usize))
     }
 
-    /// Where to resume: the current round and the global model it starts from, or `None`
-    /// for a fresh database.
-    pub fn resume_point(&self) -> Result<Option<(RoundId, Vec<f32>)>, StoreError> {
-        self.read(|tx| {
+    /// Where to resume: the current round, the global model it starts from and the
+    /// strategy's state (see [`ResumePoint`]), or `None` for a new run.
+    pub fn resume_point(&self) -> Result<Option<ResumePoint>, StoreError> {
+        let point = self.read(|tx| {
             let meta = tx.open_table(META)?;
             let Some(round) = meta.get("round")? else {
                 return Ok(None);
             };
-            let round = u64::from_le_bytes(round.value().try_into().unwrap_or([0; 8]));
-            let global = meta.get("global")?.map(|g| decode_model(g.value()));
-            Ok(global.map(|g| (RoundId(round), g)))
-        })
+            let round: Option<[u8; 8]> = round.value().try_into().ok();
+            let global = meta.get("global")?.map(|g| g.value().to_vec());
+            let strategy = match meta.get("strategy")? {
+                Some(name) => Some((
+                    String::from_utf8_lossy(name.value()).into_owned(),
+                    meta.get("strategy_state")?
+                        .map(|s| s.value().to_vec())
+                        .unwrap_or_default(),
+                )),
+                None => None,
+            };
+            Ok(Some((round, global, strategy)))
+        })?;
+        let Some((round, global, strategy)) = point else {
+            return Ok(None);
+        };
+        let round = round.ok_or_else(|| self.err("the round number is not 8 bytes: corrupt"))?;
+        let global = global.ok_or_else(|| self.err("a round but no global model: corrupt"))?;
+        if global.len() % 4 != 0 {
+            return Err(self.err("the global model is not a whole number of f32s: corrupt"));
+        }
+        Ok(Some(ResumePoint {
+            round: RoundId(u64::from_le_bytes(round)),
+            global: decode_model(&global),
+            strategy,
+        }))
     }
 
     /// Stores the model the run starts from (round 0), unless the database has a run.
     pub fn init(&self, global: &[f32]) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write("storing the initial model", |tx| {
             let mut meta = tx.open_table(META)?;
             if meta.get("round")?.is_none() {
                 meta.insert("round", 0u64.to_le_bytes().as_slice())?;
@@ -159,7 +204,7 @@ impl Store {
     /// Records the assignment of a round being opened (kept for a restart mid-round).
     pub fn open_round(&self, round: RoundId, assignment: &Assignment) -> Result<(), StoreError> {
         let json = assignment_to_json(assignment);
-        self.write(|tx| {
+        self.write(format_args!("recording the assignment of {round}"), |tx| {
             tx.open_table(OPEN_ROUNDS)?.insert(round.0, json.as_str())?;
             Ok(())
         })
@@ -177,16 +222,19 @@ impl Store {
 
     /// Durably adds an accepted fog aggregate (its wire bytes) to the round.
     pub fn add_aggregate(&self, round: RoundId, bytes: &[u8]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(AGGREGATES)?;
-            let next = t
-                .range((round.0, 0)..=(round.0, u64::MAX))?
-                .next_back()
-                .transpose()?
-                .map_or(0, |(k, _)| k.value().1 + 1);
-            t.insert((round.0, next), bytes)?;
-            Ok(())
-        })
+        self.write(
+            format_args!("storing an accepted aggregate of {round}"),
+            |tx| {
+                let mut t = tx.open_table(AGGREGATES)?;
+                let next = t
+                    .range((round.0, 0)..=(round.0, u64::MAX))?
+                    .next_back()
+                    .transpose()?
+                    .map_or(0, |(k, _)| k.value().1 + 1);
+                t.insert((round.0, next), bytes)?;
+                Ok(())
+            },
+        )
     }
 
     /// The accepted fog aggregates of a round, in arrival order.
@@ -203,10 +251,13 @@ impl Store {
     /// stored now, and a restarted aggregator must ask for exactly that sum again (holders
     /// refuse a second sum of a round).
     pub fn close_collection(&self, round: RoundId) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.open_table(CLOSED)?.insert(round.0, ())?;
-            Ok(())
-        })
+        self.write(
+            format_args!("recording the closed collection of {round}"),
+            |tx| {
+                tx.open_table(CLOSED)?.insert(round.0, ())?;
+                Ok(())
+            },
+        )
     }
 
     /// Whether collection of `round` closed before (see [`Store::close_collection`]).
@@ -214,30 +265,43 @@ impl Store {
         self.read(|tx| Ok(tx.open_table(CLOSED)?.get(round.0)?.is_some()))
     }
 
-    /// Completes a round in one transaction: its log entry, the new global model, the next
-    /// round number; its aggregates and assignment are dropped.
-    pub fn complete_round(&self, record: &RoundRecord, global: &[f32]) -> Result<(), StoreError> {
+    /// Completes a round in one transaction: its log entry, the new global model, the
+    /// strategy's state after the round (`strategy`: its name and [`Strategy::state`]), the
+    /// next round number; its aggregates and assignment are dropped.
+    ///
+    /// [`Strategy::state`]: crate::Strategy::state
+    pub fn complete_round(
+        &self,
+        record: &RoundRecord,
+        global: &[f32],
+        strategy: (&str, &[u8]),
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(record).map_err(|e| self.err(e))?;
         let model = encode_model(global);
         let round = record.round;
-        self.write(|tx| {
-            tx.open_table(ROUND_LOG)?.insert(round, json.as_str())?;
-            tx.open_table(MODELS)?.insert(round, model.as_slice())?;
-            let mut meta = tx.open_table(META)?;
-            meta.insert("round", (round + 1).to_le_bytes().as_slice())?;
-            meta.insert("global", model.as_slice())?;
-            let mut t = tx.open_table(AGGREGATES)?;
-            let keys: Vec<(u64, u64)> = t
-                .range((round, 0)..=(round, u64::MAX))?
-                .map(|e| e.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()?;
-            for k in &keys {
-                t.remove(k)?;
-            }
-            tx.open_table(OPEN_ROUNDS)?.remove(round)?;
-            tx.open_table(CLOSED)?.remove(round)?;
-            Ok(())
-        })
+        self.write(
+            format_args!("storing completed round {round} (record, model, strategy state)"),
+            |tx| {
+                tx.open_table(ROUND_LOG)?.insert(round, json.as_str())?;
+                tx.open_table(MODELS)?.insert(round, model.as_slice())?;
+                let mut meta = tx.open_table(META)?;
+                meta.insert("round", (round + 1).to_le_bytes().as_slice())?;
+                meta.insert("global", model.as_slice())?;
+                meta.insert("strategy", strategy.0.as_bytes())?;
+                meta.insert("strategy_state", strategy.1)?;
+                let mut t = tx.open_table(AGGREGATES)?;
+                let keys: Vec<(u64, u64)> = t
+                    .range((round, 0)..=(round, u64::MAX))?
+                    .map(|e| e.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?;
+                for k in &keys {
+                    t.remove(k)?;
+                }
+                tx.open_table(OPEN_ROUNDS)?.remove(round)?;
+                tx.open_table(CLOSED)?.remove(round)?;
+                Ok(())
+            },
+        )
     }
 
     /// The round log, in round order.
@@ -319,7 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         {
-            let s = Store::open(&path).unwrap();
+            let s = Store::open(&path, true).unwrap();
             assert_eq!(s.resume_point().unwrap(), None);
             s.init(&[1.0, 2.0]).unwrap();
             let a: Assignment = [(ClientId(1), vec![FogId(0), FogId(1)])].into();
@@ -329,12 +393,16 @@ mod tests {
             assert!(!s.collection_closed(RoundId(0)).unwrap());
             s.close_collection(RoundId(0)).unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = Store::open(&path, false).unwrap();
         assert!(s.collection_closed(RoundId(0)).unwrap());
         assert!(!s.collection_closed(RoundId(1)).unwrap());
         assert_eq!(
             s.resume_point().unwrap(),
-            Some((RoundId(0), vec![1.0, 2.0]))
+            Some(ResumePoint {
+                round: RoundId(0),
+                global: vec![1.0, 2.0],
+                strategy: None
+            })
         );
         assert_eq!(
             s.round_assignment(RoundId(0)).unwrap().unwrap()[&ClientId(1)],
@@ -344,10 +412,17 @@ mod tests {
             s.aggregates(RoundId(0)).unwrap(),
             vec![b"first".to_vec(), b"second".to_vec()]
         );
-        s.complete_round(&record(0), &[3.0, 4.0]).unwrap();
+        s.complete_round(&record(0), &[3.0, 4.0], ("fedadam", b"moments"))
+            .unwrap();
+        drop(s);
+        let s = Store::open(&path, false).unwrap();
         assert_eq!(
             s.resume_point().unwrap(),
-            Some((RoundId(1), vec![3.0, 4.0]))
+            Some(ResumePoint {
+                round: RoundId(1),
+                global: vec![3.0, 4.0],
+                strategy: Some(("fedadam".into(), b"moments".to_vec()))
+            })
         );
         assert!(s.aggregates(RoundId(0)).unwrap().is_empty());
         assert_eq!(s.round_assignment(RoundId(0)).unwrap(), None);
@@ -356,6 +431,6 @@ mod tests {
         assert_eq!(s.model_after(0).unwrap(), Some(vec![3.0, 4.0]));
         // init does not reset a run in progress.
         s.init(&[9.0]).unwrap();
-        assert_eq!(s.resume_point().unwrap().unwrap().0, RoundId(1));
+        assert_eq!(s.resume_point().unwrap().unwrap().round, RoundId(1));
     }
 }

@@ -61,6 +61,12 @@ pub(crate) struct RoleArgs {
     /// Plaintext gRPC instead of mutual TLS (logs a warning; trusted networks only).
     #[arg(long)]
     insecure: bool,
+    /// Start anew on purpose with a new state file (aggregator: a new run from round 0;
+    /// key holder: an empty record of decrypted sums); an existing file is moved aside to
+    /// `<file>.replaced-<time>`. Without it a missing, empty or damaged state file is
+    /// refused (`deploy init` writes the state files of a new deployment).
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// Which role process to run.
@@ -128,10 +134,11 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
         .context("starting the async runtime")?;
     let config = args.config;
     let insecure = args.insecure;
+    let fresh = args.fresh;
     runtime.block_on(async move {
         match role {
             Role::Aggregator => {
-                let report = deploy::run_aggregator(&config, insecure, ctrl_c()).await?;
+                let report = deploy::run_aggregator(&config, insecure, fresh, ctrl_c()).await?;
                 println!(
                     "round,accuracy,contributors,wall_s,collect_s,decrypt_s,holders,silent,blamed,model"
                 );
@@ -163,7 +170,7 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
                 }
             }
             Role::Holder => {
-                let n = deploy::run_holder(&config, insecure, ctrl_c()).await?;
+                let n = deploy::run_holder(&config, insecure, fresh, ctrl_c()).await?;
                 println!("answered {n} decryption requests");
             }
         }

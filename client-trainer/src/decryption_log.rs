@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use redb::{Database, ReadableTable, TableDefinition};
-use spddl_proto::{ClientId, RoundId};
+use spddl_proto::{ClientId, RoundId, state_file};
 
 const DECRYPTED: TableDefinition<u64, &[u8]> = TableDefinition::new("decrypted");
 
@@ -23,14 +23,21 @@ pub struct DecryptionLog {
 }
 
 impl DecryptionLog {
-    /// Opens (or creates) the log at `path`, creating its directory.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    /// Opens the log at `path`: an existing key holder state file (see
+    /// [`spddl_proto::state_file`]: a missing, empty or damaged file is refused, since a
+    /// holder that started anew would forget the sums it decrypted), or, with `fresh`, a new
+    /// one (an existing file is moved aside first, never deleted).
+    pub fn open(path: &Path, fresh: bool) -> Result<Self, String> {
         let name = path.display().to_string();
-        let err = |e: &dyn std::fmt::Display| format!("key holder state {name}: {e}");
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let file = state_file::open(path, "key holder", fresh).map_err(|e| e.to_string())?;
+        if let Some(aside) = &file.replaced {
+            tracing::warn!(
+                "--fresh: key holder state {name} starts anew; the old file is kept as {}",
+                aside.display()
+            );
         }
-        let db = Database::create(path).map_err(|e| err(&e))?;
+        let db = file.db;
+        let err = |e: &dyn std::fmt::Display| format!("key holder state {name}: {e}");
         let tx = db.begin_write().map_err(|e| err(&e))?;
         tx.open_table(DECRYPTED).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
@@ -154,7 +161,13 @@ mod tests {
     fn one_sum_per_round_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/holder-1.redb");
-        let log = DecryptionLog::open(&path).unwrap();
+        assert!(
+            DecryptionLog::open(&path, false)
+                .unwrap_err()
+                .contains("holder-1.redb: missing"),
+            "a missing record is not taken for a new one"
+        );
+        let log = DecryptionLog::open(&path, true).unwrap();
         log.claim(RoundId(3), &[3; 32], &[1; 32], &ids(0..6), 3)
             .unwrap();
         log.claim(RoundId(3), &[3; 32], &[1; 32], &ids(0..6), 3)
@@ -169,7 +182,7 @@ mod tests {
             "{e}"
         );
         drop(log);
-        let log = DecryptionLog::open(&path).unwrap();
+        let log = DecryptionLog::open(&path, false).unwrap();
         assert!(
             log.claim(RoundId(4), &[4; 32], &[9; 32], &ids(0..6), 3)
                 .is_err(),
@@ -186,7 +199,7 @@ mod tests {
     #[test]
     fn rounds_only_move_forward_and_one_model_gives_at_most_two_distant_sums() {
         let dir = tempfile::tempdir().unwrap();
-        let log = DecryptionLog::open(&dir.path().join("holder-2.redb")).unwrap();
+        let log = DecryptionLog::open(&dir.path().join("holder-2.redb"), true).unwrap();
         log.claim(RoundId(10), &[7; 32], &[1; 32], &ids(0..6), 3)
             .unwrap();
         // Round 11 from the same global model as round 10 without client 5: the aggregator's

@@ -12,11 +12,17 @@
 //! tls/ca.pem, tls/ca.key     the local CA (its key 0600; not needed at run time)
 //! tls/<name>.pem, <name>.key each process's certificate and key (0600), signed by the CA
 //! aggregator.toml, fog-<f>.toml, client-<k>.toml, holder-<i>.toml   one config per process
-//! state/aggregator.redb      the aggregator's durable state (created on first start)
-//! state/holder-<i>.redb      the sum holder i decrypted in each round (created on first start)
+//! state/aggregator.redb      the aggregator's durable state (written empty here)
+//! state/holder-<i>.redb      the sum holder i decrypted in each round (written empty here)
 //! ```
 //!
 //! Paths inside a config are relative to the config file's directory.
+//!
+//! A process refuses to start on a missing, empty or damaged state file, with one line: a
+//! holder that started anew would forget which sum of a round it decrypted, an aggregator its
+//! rounds. `deploy init` writes the state files of a new deployment (valid, holding nothing
+//! yet); `--fresh` (`fresh` here) starts a process anew on purpose, moving an existing file
+//! aside.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -337,7 +343,8 @@ fn socket(addr: &str) -> Result<SocketAddr> {
 }
 
 /// The aggregator's setup from its config file.
-pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup> {
+/// `fresh`: start a new run on purpose (see the module docs).
+pub fn aggregator_setup(config: &Path, insecure: bool, fresh: bool) -> Result<AggregatorSetup> {
     let f: AggregatorFile = read_toml(config)?;
     let dir = base(config);
     let s = read_scenario(&dir.join(&f.scenario))?;
@@ -397,6 +404,7 @@ pub fn aggregator_setup(config: &Path, insecure: bool) -> Result<AggregatorSetup
         listen: socket(&f.listen)?,
         security,
         state: dir.join(&f.state),
+        fresh,
         evaluate: Some(evaluate),
         linger: Duration::from_secs_f64(f.linger_s),
     })
@@ -479,8 +487,9 @@ pub fn client_setup(config: &Path, insecure: bool) -> Result<ClientSetup> {
     })
 }
 
-/// A key holder's setup from its config file.
-pub fn holder_setup(config: &Path, insecure: bool) -> Result<HolderSetup> {
+/// A key holder's setup from its config file; opens its record of decrypted sums (`fresh`:
+/// a new one on purpose, see the module docs).
+pub fn holder_setup(config: &Path, insecure: bool, fresh: bool) -> Result<HolderSetup> {
     let f: HolderFile = read_toml(config)?;
     let dir = base(config);
     let pk = public_key(&dir.join(&f.public_key))?;
@@ -527,6 +536,7 @@ pub fn holder_setup(config: &Path, insecure: bool) -> Result<HolderSetup> {
                 f.state
                     .unwrap_or_else(|| format!("state/holder-{}.redb", f.index).into()),
             ),
+            fresh,
         )
         .map_err(anyhow::Error::msg)?,
         security: security(&dir, f.tls.as_ref(), insecure)?,
@@ -701,6 +711,18 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
         serde_json::to_string_pretty(&registry)?,
     )?;
 
+    // The state files of a new run: valid and holding nothing yet, so that a process started
+    // on a missing or empty one can refuse it.
+    spddl_aggregator::store::Store::open(&out.join("state/aggregator.redb"), true)
+        .map_err(anyhow::Error::msg)?;
+    for share in &shares {
+        DecryptionLog::open(
+            &out.join(format!("state/holder-{}.redb", share.index().get())),
+            true,
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+
     let aggregator = format!("{}:{}", opts.host, opts.base_port);
     let fogs: Vec<FogEntry> = (0..s.fogs as u32)
         .map(|f| FogEntry {
@@ -778,13 +800,15 @@ pub fn init(mut opts: InitOptions) -> Result<InitReport> {
     })
 }
 
-/// Runs the aggregator of a config until its rounds are done.
+/// Runs the aggregator of a config until its rounds are done (`fresh`: a new run on
+/// purpose, see the module docs).
 pub async fn run_aggregator(
     config: &Path,
     insecure: bool,
+    fresh: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunReport> {
-    let setup = aggregator_setup(config, insecure)?;
+    let setup = aggregator_setup(config, insecure, fresh)?;
     spddl_aggregator::grpc::serve(setup, shutdown)
         .await
         .map_err(anyhow::Error::msg)
@@ -814,13 +838,15 @@ pub async fn run_client(
         .map_err(anyhow::Error::msg)
 }
 
-/// Runs a key holder of a config.
+/// Runs a key holder of a config (`fresh`: a new record of decrypted sums on purpose, see
+/// the module docs).
 pub async fn run_holder(
     config: &Path,
     insecure: bool,
+    fresh: bool,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<usize> {
-    let setup = holder_setup(config, insecure)?;
+    let setup = holder_setup(config, insecure, fresh)?;
     spddl_client_trainer::grpc::run_holder(setup, shutdown)
         .await
         .map_err(anyhow::Error::msg)

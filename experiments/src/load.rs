@@ -84,7 +84,7 @@ pub async fn fog_load(
     let agg_cfg = out.join("aggregator.toml");
     let aggregator = tokio::spawn({
         let s = signal();
-        async move { deploy::run_aggregator(&agg_cfg, false, s).await }
+        async move { deploy::run_aggregator(&agg_cfg, false, false, s).await }
     });
     let fog_cfg = out.join("fog-0.toml");
     let fog = tokio::spawn({

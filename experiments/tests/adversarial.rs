@@ -453,7 +453,7 @@ async fn a_cheating_key_holder_is_blamed_every_round_and_the_others_decrypt_exac
     let (_fogs, _holders) = start_fogs_and_holders(&out, &[0, 1], &[2, 3, 4, 5], &stop);
     let clients = start_clients(&out, &stop);
 
-    let setup = deploy::holder_setup(&out.join("holder-1.toml"), false).unwrap();
+    let setup = deploy::holder_setup(&out.join("holder-1.toml"), false, false).unwrap();
     let channel = channel_as(&out, "holder-1", &setup.aggregator);
     let mut holders = pb::key_holders_client::KeyHoldersClient::new(channel)
         .max_decoding_message_size(spddl_proto::wire::MAX_MESSAGE_BYTES);
@@ -984,7 +984,7 @@ async fn a_lying_aggregator_with_a_colluding_fog_cannot_get_a_small_sum_or_a_dif
     let log = Log::default();
     let cfg = out.join("holder-1.toml");
     let holder = tokio::spawn(
-        async move { deploy::run_holder(&cfg, false, Stop::new().signal()).await }
+        async move { deploy::run_holder(&cfg, false, false, Stop::new().signal()).await }
             .with_subscriber(log.subscriber()),
     );
     let answered = within(120, holder).await.unwrap().unwrap();

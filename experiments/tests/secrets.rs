@@ -129,7 +129,7 @@ async fn a_full_run_logs_no_secret_and_secret_files_are_owner_only() {
     let debug = [
         format!(
             "{:?}",
-            deploy::aggregator_setup(&out.join("aggregator.toml"), false).unwrap()
+            deploy::aggregator_setup(&out.join("aggregator.toml"), false, false).unwrap()
         ),
         format!(
             "{:?}",
@@ -141,7 +141,7 @@ async fn a_full_run_logs_no_secret_and_secret_files_are_owner_only() {
         ),
         format!(
             "{:?}",
-            deploy::holder_setup(&out.join("holder-1.toml"), false).unwrap()
+            deploy::holder_setup(&out.join("holder-1.toml"), false, false).unwrap()
         ),
     ];
     let text = log.text();
@@ -172,7 +172,7 @@ async fn a_full_run_logs_no_secret_and_secret_files_are_owner_only() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     deploy::client_setup(&out.join("client-0.toml"), false).unwrap();
-    deploy::holder_setup(&out.join("holder-1.toml"), false).unwrap();
+    deploy::holder_setup(&out.join("holder-1.toml"), false, false).unwrap();
     let text = log.text();
     for name in ["client-0.key", "share-1.json", "holder-1.key"] {
         assert!(

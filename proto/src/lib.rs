@@ -21,6 +21,8 @@ pub use messages::{
 pub use registry::{Registry, Sender};
 
 #[cfg(feature = "grpc")]
+pub mod state_file;
+#[cfg(feature = "grpc")]
 pub mod transport;
 #[cfg(feature = "grpc")]
 pub mod wire;

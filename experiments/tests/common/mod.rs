@@ -148,7 +148,7 @@ pub(crate) fn start_fogs_and_holders(
         .map(|h| {
             let cfg = out.join(format!("holder-{h}.toml"));
             let s = stop.signal();
-            tokio::spawn(async move { deploy::run_holder(&cfg, false, s).await })
+            tokio::spawn(async move { deploy::run_holder(&cfg, false, false, s).await })
         })
         .collect();
     (fog_tasks, holder_tasks)
@@ -173,7 +173,7 @@ pub(crate) fn aggregator(
 ) -> tokio::task::JoinHandle<anyhow::Result<RunReport>> {
     let cfg = out.join("aggregator.toml");
     let s = stop.signal();
-    tokio::spawn(async move { deploy::run_aggregator(&cfg, false, s).await })
+    tokio::spawn(async move { deploy::run_aggregator(&cfg, false, false, s).await })
 }
 
 pub(crate) async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
