@@ -4,7 +4,7 @@
 //! key is dealt or dataset loaded; the exit code is not 0 and nothing panics.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use spddl_crypto::testing::test_key;
@@ -58,15 +58,24 @@ impl Run {
     }
 }
 
+/// Runs `spddl`; one that is still running after a minute (a process that took a bad value
+/// and started serving) is killed, and shows as exit code `None`.
 fn spddl(args: &[&str]) -> Run {
     let start = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_spddl"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spddl"))
         .args(args)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .env("SPDDL_CACHE_DIR", "/nonexistent/spddl-cache")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
     Run {
         code: output.status.code(),
         stdout: String::from_utf8(output.stdout).unwrap(),
