@@ -493,9 +493,9 @@ impl Machine {
 }
 
 fn round(args: RoundArgs) -> Result<()> {
-    let mut scenario = crate::simulate::load_scenario(args.config.as_deref(), &args.set)?;
+    let mut scenario = crate::simulate::parse_scenario(args.config.as_deref(), &args.set)?;
     scenario.rounds = args.rounds;
-    scenario.validate().map_err(anyhow::Error::msg)?;
+    crate::simulate::check_scenario(args.config.as_deref(), &scenario)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (bits, t, l) = (scenario.key_bits, scenario.threshold, scenario.holders);
     let (pk, shares, _) =

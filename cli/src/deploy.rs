@@ -80,7 +80,8 @@ pub(crate) enum Role {
 
 pub(crate) fn init(cmd: DeployCommand) -> Result<()> {
     let DeployCommand::Init(args) = cmd;
-    let mut scenario = crate::simulate::load_scenario(args.scenario.as_deref(), &args.set)?;
+    // Validated by `deploy::init` once the flags below are applied, with the other options.
+    let mut scenario = crate::simulate::parse_scenario(args.scenario.as_deref(), &args.set)?;
     scenario.clients = args.clients;
     scenario.fogs = args.fogs;
     scenario.holders = args.holders;
@@ -122,8 +123,30 @@ fn logging() {
         .try_init();
 }
 
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what systemd, Docker and Kubernetes send), and
+/// logs which one came. The handlers are installed here, so call it before any work.
+#[cfg(unix)]
+fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+    tracing::debug!("stop signal handlers installed");
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "Ctrl-C",
+        };
+        tracing::info!("{name}: stopping");
+    })
+}
+
+/// Resolves on Ctrl-C, and logs it.
+#[cfg(not(unix))]
+fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: stopping");
+    })
 }
 
 pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
@@ -136,9 +159,10 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
     let insecure = args.insecure;
     let fresh = args.fresh;
     runtime.block_on(async move {
+        let stop = stop_signal()?;
         match role {
             Role::Aggregator => {
-                let report = deploy::run_aggregator(&config, insecure, fresh, ctrl_c()).await?;
+                let report = deploy::run_aggregator(&config, insecure, fresh, stop).await?;
                 println!(
                     "round,accuracy,contributors,wall_s,collect_s,decrypt_s,holders,silent,blamed,model"
                 );
@@ -159,9 +183,9 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
                     );
                 }
             }
-            Role::Fog => deploy::run_fog(&config, insecure, ctrl_c()).await?,
+            Role::Fog => deploy::run_fog(&config, insecure, stop).await?,
             Role::Client => {
-                let uploads = deploy::run_client(&config, insecure, ctrl_c()).await?;
+                let uploads = deploy::run_client(&config, insecure, stop).await?;
                 for u in &uploads {
                     println!(
                         "round {} fog {} failed_over {} bytes {} train_s {:.2} seal_s {:.2} upload_s {:.2}",
@@ -170,7 +194,7 @@ pub(crate) fn run(role: Role, args: RoleArgs) -> Result<()> {
                 }
             }
             Role::Holder => {
-                let n = deploy::run_holder(&config, insecure, fresh, ctrl_c()).await?;
+                let n = deploy::run_holder(&config, insecure, fresh, stop).await?;
                 println!("answered {n} decryption requests");
             }
         }

@@ -63,8 +63,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of contexts, outermost first ("file: what: why").
-            eprintln!("error: {e:#}");
+            // One line per problem: the chain of contexts, outermost first ("file: what:
+            // why"); a file with several bad values names each on its own line.
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }

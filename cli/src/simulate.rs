@@ -12,7 +12,7 @@ use spddl_experiments::driver;
 use spddl_experiments::keycache::{self, KeySource};
 use spddl_experiments::metrics::{Mode, RoundMetrics};
 use spddl_experiments::results::{ModeRun, Report, ResultsDir, Summary};
-use spddl_experiments::scenario::Scenario;
+use spddl_experiments::scenario::{Scenario, SetError};
 
 /// Options of `spddl simulate`.
 #[derive(Args, Debug)]
@@ -88,9 +88,30 @@ pub(crate) fn run(args: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The scenario of `config` (the built-in one without), overrides applied, validated. Every
-/// error is one line naming the file, the override or the field.
+/// The scenario of `config` (the built-in one without), overrides applied, validated with
+/// the dataset's files ([`check_scenario`]). Every error is one line naming the file, the
+/// override or the field; every bad field gets its line.
 pub(crate) fn load_scenario(config: Option<&Path>, sets: &[String]) -> Result<Scenario> {
+    let scenario = parse_scenario(config, sets)?;
+    check_scenario(config, &scenario)?;
+    Ok(scenario)
+}
+
+/// Every problem of `scenario` (read from `config`), one line each:
+/// `FILE: invalid scenario: field = value: reason`.
+pub(crate) fn check_scenario(config: Option<&Path>, scenario: &Scenario) -> Result<()> {
+    scenario.validate_before_run().map_err(|problems| {
+        let prefix = match config {
+            Some(path) => format!("{}: invalid scenario", path.display()),
+            None => "invalid scenario".into(),
+        };
+        anyhow!("{}", problems.lines(&prefix))
+    })
+}
+
+/// The scenario of `config` (the built-in one without) with the overrides applied, not yet
+/// validated.
+pub(crate) fn parse_scenario(config: Option<&Path>, sets: &[String]) -> Result<Scenario> {
     let mut scenario = match config {
         None => Scenario::default(),
         Some(path) => {
@@ -103,19 +124,10 @@ pub(crate) fn load_scenario(config: Option<&Path>, sets: &[String]) -> Result<Sc
         }
     };
     for assignment in sets {
-        scenario.set(assignment).map_err(|e| {
-            if e.contains(assignment.as_str()) {
-                anyhow!("--set: {e}")
-            } else {
-                anyhow!("--set {assignment}: {e}")
-            }
+        scenario.set(assignment).map_err(|e| match e {
+            SetError::UnknownField(_) => anyhow!("--set {assignment}: {e}"),
+            _ => anyhow!("--set: {e}"),
         })?;
-    }
-    if let Err(e) = scenario.validate() {
-        match config {
-            Some(path) => bail!("{}: invalid scenario: {e}", path.display()),
-            None => bail!("invalid scenario: {e}"),
-        }
     }
     Ok(scenario)
 }
@@ -145,9 +157,11 @@ fn prepare_key_and_run(
     quiet: bool,
     say: &dyn Fn(String),
 ) -> Result<(Report, Option<KeySource>, f64)> {
+    // The data first: a dataset that cannot be loaded or split should not cost a prime search.
+    let federation = driver::federation(scenario)?;
     let (key, key_source) = prepare_key(scenario, modes, fresh, say)?;
     let start = Instant::now();
-    let report = run_driver(scenario, modes, key.as_ref(), quiet)?;
+    let report = run_driver(scenario, &federation, modes, key.as_ref(), quiet)?;
     let wall_s = start.elapsed().as_secs_f64();
     drop(key); // wipes the shares before the results are written
     for mode in modes {
@@ -187,11 +201,11 @@ fn prepare_key(
 /// `spddl_experiments::driver::run` exists, it replaces this body.
 fn run_driver(
     scenario: &Scenario,
+    federation: &driver::Federation,
     modes: &[Mode],
     key: Option<&DealtKey>,
     quiet: bool,
 ) -> Result<Report> {
-    let federation = driver::federation(scenario)?;
     let rounds = scenario.rounds;
     let progress = move |mode: Mode, m: &RoundMetrics| {
         if !quiet {
@@ -210,7 +224,7 @@ fn run_driver(
     for &mode in modes {
         let start = Instant::now();
         let mode_key = if mode == Mode::Secure { key } else { None };
-        let rounds = driver::run_mode(scenario, &federation, mode, mode_key, &progress)
+        let rounds = driver::run_mode(scenario, federation, mode, mode_key, &progress)
             .with_context(|| format!("{} run", mode.as_str()))?;
         runs.push(ModeRun {
             mode,
@@ -295,8 +309,18 @@ mod tests {
     #[test]
     fn the_default_scenario_is_built_in_and_overrides_apply() {
         assert_eq!(load_scenario(None, &[]).unwrap(), Scenario::default());
-        let s = load_scenario(None, &sets(&["rounds=3", "dataset=mnist"])).unwrap();
+        let s = parse_scenario(None, &sets(&["rounds=3", "dataset=mnist"])).unwrap();
         assert_eq!((s.rounds, s.dataset), (3, DatasetName::Mnist));
+        // Loading also checks that the dataset's files are there.
+        let e = load_scenario(
+            None,
+            &sets(&["dataset=mnist", "data_dir=/nonexistent/spddl"]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no MNIST in /nonexistent/spddl/mnist"),
+            "{e:#}"
+        );
     }
 
     #[test]
@@ -343,7 +367,10 @@ mod tests {
         assert!(e.contains("invalid scenario: client_dropout"), "{e}");
         std::fs::write(&path, "threshold = 6\n").unwrap();
         let e = one_line(load_scenario(Some(&path), &[]).unwrap_err());
-        assert!(e.contains("bad.toml: invalid scenario: threshold 6"), "{e}");
+        assert!(
+            e.contains("bad.toml: invalid scenario: threshold = 6"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -24,20 +24,24 @@ pub enum ClientError {
         client: ClientId,
     },
     /// Local training failed (shapes, diverging settings).
-    #[error("{client}: local training failed: {source}")]
+    ///
+    /// The message includes `error`, which is therefore not also the `source()` (a full error
+    /// chain would say it twice).
+    #[error("{client}: local training failed: {error}")]
     Training {
         /// The client.
         client: ClientId,
         /// What failed.
-        source: ModelError,
+        error: ModelError,
     },
-    /// Encoding or encryption failed (a weight above the packing head-room, say).
-    #[error("{client}: encoding the update failed: {source}")]
+    /// Encoding or encryption failed (a weight above the packing head-room, say); `error` is
+    /// in the message, not the `source()`.
+    #[error("{client}: encoding the update failed: {error}")]
     Encoding {
         /// The client.
         client: ClientId,
         /// What failed.
-        source: spddl_crypto::Error,
+        error: spddl_crypto::Error,
     },
 }
 
@@ -96,7 +100,7 @@ impl Client {
         if RoundConfig::digest_model(global) != config.model_digest {
             return Err(ClientError::ModelMismatch { client });
         }
-        let training = |source| ClientError::Training { client, source };
+        let training = |error| ClientError::Training { client, error };
         let mut model = Model::from_params(spec.clone(), global.to_vec()).map_err(training)?;
         let train = TrainConfig {
             epochs: config.local_epochs as usize,
@@ -142,7 +146,7 @@ impl Client {
         entropy: &mut Entropy,
     ) -> Result<Upload, ClientError> {
         let client = self.id;
-        let encoding = |e: spddl_crypto::Error| ClientError::Encoding { client, source: e };
+        let encoding = |error: spddl_crypto::Error| ClientError::Encoding { client, error };
         let encoder = config
             .encoder(pk)
             .map_err(|e| encoding(spddl_crypto::Error::from(e)))?;

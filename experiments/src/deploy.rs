@@ -47,6 +47,9 @@ use spddl_proto::{ClientId, FogId, Registry, Sender};
 
 use crate::driver::{federation, round_config, strategy};
 use crate::scenario::Scenario;
+use crate::validation::Problems;
+
+mod validate;
 
 /// `registry.json`: every participant's public identity (hex).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -257,7 +260,28 @@ pub struct HolderFile {
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{}: not a valid config", path.display()))
+    toml::from_str(&text).map_err(|e| toml_error(path, &text, &e, "not a valid config"))
+}
+
+/// A TOML error on one line: the file, the line of the error and the parser's message (not
+/// its drawing of the line).
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error, what: &str) -> anyhow::Error {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let line = 1 + text.as_bytes()[..span.start.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            anyhow::anyhow!("{}: {what}: line {line}: {message}", path.display())
+        }
+        None => anyhow::anyhow!("{}: {what}: {message}", path.display()),
+    }
+}
+
+/// One line per problem, each naming `file`.
+fn checked(file: &Path, checked: Result<(), Problems>) -> Result<()> {
+    checked.map_err(|p| anyhow::anyhow!("{}", p.lines(&file.display().to_string())))
 }
 
 fn base(config: &Path) -> PathBuf {
@@ -307,7 +331,10 @@ fn read_share(pk: &PublicKey, path: &Path) -> Result<KeyShare> {
 fn read_scenario(path: &Path) -> Result<Scenario> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    Scenario::from_toml(&text).with_context(|| format!("{}: not a scenario", path.display()))
+    let s =
+        Scenario::from_toml(&text).map_err(|e| toml_error(path, &text, &e, "not a scenario"))?;
+    checked(path, s.validate_before_run())?;
+    Ok(s)
 }
 
 fn security(base: &Path, tls: Option<&TlsPaths>, insecure: bool) -> Result<Security> {
@@ -346,9 +373,9 @@ fn socket(addr: &str) -> Result<SocketAddr> {
 /// `fresh`: start a new run on purpose (see the module docs).
 pub fn aggregator_setup(config: &Path, insecure: bool, fresh: bool) -> Result<AggregatorSetup> {
     let f: AggregatorFile = read_toml(config)?;
+    checked(config, f.validate())?;
     let dir = base(config);
     let s = read_scenario(&dir.join(&f.scenario))?;
-    s.validate().map_err(anyhow::Error::msg)?;
     let pk = public_key(&dir.join(&f.public_key))?;
     let (t, l) = (pk.threshold(), pk.holders());
     if 2 * u32::from(t) <= u32::from(l) {
@@ -429,6 +456,7 @@ pub fn free_loopback_ports(count: u16) -> Result<u16> {
 /// A fog worker's setup from its config file.
 pub fn fog_setup(config: &Path, insecure: bool) -> Result<FogSetup> {
     let f: FogFile = read_toml(config)?;
+    checked(config, f.validate())?;
     let dir = base(config);
     let pk = public_key(&dir.join(&f.public_key))?;
     let registry = registry(&dir.join(&f.registry), &pk)?;
@@ -457,6 +485,7 @@ pub fn fog_setup(config: &Path, insecure: bool) -> Result<FogSetup> {
 /// client's partition.
 pub fn client_setup(config: &Path, insecure: bool) -> Result<ClientSetup> {
     let f: ClientFile = read_toml(config)?;
+    checked(config, f.validate())?;
     let dir = base(config);
     let s = read_scenario(&dir.join(&f.scenario))?;
     let pk = public_key(&dir.join(&f.public_key))?;
@@ -491,6 +520,7 @@ pub fn client_setup(config: &Path, insecure: bool) -> Result<ClientSetup> {
 /// a new one on purpose, see the module docs).
 pub fn holder_setup(config: &Path, insecure: bool, fresh: bool) -> Result<HolderSetup> {
     let f: HolderFile = read_toml(config)?;
+    checked(config, f.validate())?;
     let dir = base(config);
     let pk = public_key(&dir.join(&f.public_key))?;
     let registry = registry(&dir.join(&f.registry), &pk)?;
@@ -501,13 +531,6 @@ pub fn holder_setup(config: &Path, insecure: bool, fresh: bool) -> Result<Holder
             config.display(),
             share.index(),
             f.index
-        );
-    }
-    if f.min_contributors < 2 {
-        bail!(
-            "{}: min_contributors = {}: a key holder must refuse sums of a single update (at least 2)",
-            config.display(),
-            f.min_contributors
         );
     }
     let identity = read_identity(&dir.join(&f.identity))?;
@@ -632,7 +655,17 @@ fn tls_paths(name: &str) -> Option<TlsPaths> {
 /// Writes a complete local deployment (see the module docs).
 pub fn init(mut opts: InitOptions) -> Result<InitReport> {
     let s = &opts.scenario;
-    s.validate().map_err(anyhow::Error::msg)?;
+    // Every problem of the scenario and the options, before a prime is searched.
+    let problems: Vec<String> = [
+        s.validate().map_err(|p| p.lines("invalid scenario")),
+        opts.validate().map_err(|p| p.lines("deploy init")),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
     let out = &opts.out;
     if out.exists() && std::fs::read_dir(out)?.next().is_some() {
         bail!(

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod plots;
 pub mod results;
 pub mod scenario;
+pub mod validation;

@@ -7,12 +7,15 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum DataError {
     /// A file could not be opened, read or decompressed.
-    #[error("cannot read {}: {source}", .path.display())]
+    ///
+    /// The message already says why, so `error` is not also given as the `source()`: an
+    /// error chain printed in full (`{:#}`) says it once.
+    #[error("cannot read {}: {error}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line of the embedded digits CSV that does not parse.
     #[error("digits.csv.gz line {line}: {reason}")]
@@ -101,7 +104,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
