@@ -590,6 +590,16 @@ impl Montgomery {
 }
 
 impl MontInt {
+    /// The kernel's words (for tables stored flat).
+    pub(crate) fn limbs(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// A residue from kernel words of this context's width.
+    pub(crate) fn from_limbs(words: Box<[u64]>) -> Self {
+        MontInt(words)
+    }
+
     /// Memory held, in bytes.
     pub fn bytes(&self) -> usize {
         self.0.len() * 8
