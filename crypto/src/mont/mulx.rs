@@ -110,7 +110,16 @@ impl Mulx {
         // T = a·b, then q₁ = ⌊T / 2^{64(s−1)}⌋ (s + 1 limbs), q̂ ≈ ⌊q₁·μ / 2^{64(s+1)}⌋ from
         // the columns ≥ s − 1 of q₁·μ only (the dropped columns make q̂ at most 2 smaller than
         // ⌊T/N⌋, fixed by the subtractions at the end), r = T − q̂·N mod 2^{64(s+1)}.
-        let mut buf = vec![0u64; 2 * s + (2 * s + 2) + 3 * (s + 1)];
+        let len = 2 * s + (2 * s + 2) + 3 * (s + 1);
+        // on the stack up to n² of a 3072-bit n (s = 96), as the Montgomery products
+        let mut stack = [0u64; 7 * 96 + 5];
+        let mut heap = Vec::new();
+        let buf = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0u64);
+            &mut heap[..]
+        };
         let (t, rest) = buf.split_at_mut(2 * s);
         let (p, rest) = rest.split_at_mut(2 * s + 2);
         let (r, rest) = rest.split_at_mut(s + 1);
