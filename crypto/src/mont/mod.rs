@@ -192,6 +192,20 @@ impl Kernel {
             Kernel::Ifma(k) => k.encode(x),
         }
     }
+    /// [`Self::encode`] into `out` (the kernel's width), without allocating on the 64-bit
+    /// kernels.
+    fn encode_into(&self, x: &BigUint, out: &mut [u64]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ifma(k) => out.copy_from_slice(&k.encode(x)),
+            _ => {
+                out.fill(0);
+                for (o, d) in out.iter_mut().zip(x.iter_u64_digits()) {
+                    *o = d;
+                }
+            }
+        }
+    }
     fn decode(&self, words: &[u64]) -> BigUint {
         match self {
             Kernel::Scalar(k) => k.decode(words),
@@ -387,9 +401,14 @@ impl Montgomery {
         // accumulator holds Π x_j · R^{−(k−1)} and one product with R^k mod N corrects it.
         let mut acc = self.reduced_limbs(first);
         let mut tmp = self.zero_limbs();
-        for x in rest {
-            let x = self.reduced_limbs(x);
-            self.mul_into(&acc, &x, &mut tmp);
+        let mut factor = self.zero_limbs();
+        for &x in rest {
+            if x < &self.modulus {
+                self.kernel.encode_into(x, &mut factor);
+            } else {
+                self.kernel.encode_into(&(x % &self.modulus), &mut factor);
+            }
+            self.mul_into(&acc, &factor, &mut tmp);
             std::mem::swap(&mut acc, &mut tmp);
         }
         self.mul_into(&acc, fix, &mut tmp);
@@ -590,6 +609,16 @@ impl Montgomery {
 }
 
 impl MontInt {
+    /// The kernel's words (for tables stored flat).
+    pub(crate) fn limbs(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// A residue from kernel words of this context's width.
+    pub(crate) fn from_limbs(words: Box<[u64]>) -> Self {
+        MontInt(words)
+    }
+
     /// Memory held, in bytes.
     pub fn bytes(&self) -> usize {
         self.0.len() * 8
@@ -813,7 +842,10 @@ mod tests {
         let n = odd_modulus(2048, 4);
         for ctx in contexts(&n) {
             for k in [0usize, 1, 2, 3, 17] {
-                let xs: Vec<BigUint> = (0..k).map(|_| random_bits(2047, &mut rng)).collect();
+                let mut xs: Vec<BigUint> = (0..k).map(|_| random_bits(2047, &mut rng)).collect();
+                if k > 2 {
+                    xs[1] = &n + 5u32; // not reduced
+                }
                 let expect = xs.iter().fold(BigUint::one(), |a, x| (a * x) % &n);
                 assert_eq!(ctx.product(xs.iter()), expect, "{k} factors");
                 let refs: Vec<&BigUint> = xs.iter().collect();
