@@ -964,7 +964,7 @@ async fn a_lying_aggregator_with_a_colluding_fog_cannot_get_a_small_sum_or_a_dif
     requests.push(request(&c8, uploads(&c8, &[0, 1, 2])));
     let refusals_after_honest = [
         "decryption request for round 6: this holder already decrypted another sum of round 6: refused",
-        "decryption request for round 7: its uploads were trained from the same global model as round 6, whose sum this holder decrypted: refused",
+        "decryption request for round 7: its uploads were trained from the same global model as round 6, whose sum this holder decrypted, and its contributors differ from round 6's by 1 client(s), fewer than 3: refused",
         "decryption request for round 5: this holder already decrypted round 6: refused (rounds only move forward)",
     ];
     let liar = LyingAggregator {
