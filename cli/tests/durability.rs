@@ -442,3 +442,170 @@ fn run_fresh(role: &str, config: &Path, state: &Path) -> (Option<i32>, String) {
     let output = child.wait_with_output().unwrap();
     (code, without_ansi(&String::from_utf8_lossy(&output.stderr)))
 }
+
+/// A TCP relay in front of the aggregator for the fogs. At the first read from a fog of at
+/// least [`BIG`] bytes — a `SubmitAggregate` carrying ciphertexts; round polls, health
+/// checks and handshakes are smaller — it kills the aggregator with SIGKILL before passing
+/// the bytes on, so that the fog's call breaks inside `SubmitAggregate`. It counts the big
+/// reads after the kill: the fog's retries.
+struct KillingRelay {
+    aggregator: Arc<Mutex<Option<Child>>>,
+    killed: Arc<std::sync::atomic::AtomicBool>,
+    retries: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A `SubmitAggregate` of 7 ciphertexts is over 3.5 KiB on the wire.
+const BIG: usize = 3000;
+
+impl KillingRelay {
+    fn start(listener: tokio::net::TcpListener, target: String, aggregator: Child) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let relay = KillingRelay {
+            aggregator: Arc::new(Mutex::new(Some(aggregator))),
+            killed: Arc::new(AtomicBool::new(false)),
+            retries: Arc::new(AtomicUsize::new(0)),
+        };
+        let (aggregator, killed, retries) = (
+            relay.aggregator.clone(),
+            relay.killed.clone(),
+            relay.retries.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((down, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(up) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (mut down_r, mut down_w) = down.into_split();
+                let (mut up_r, mut up_w) = up.into_split();
+                let (aggregator, killed, retries) =
+                    (aggregator.clone(), killed.clone(), retries.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        let n = match down_r.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if n >= BIG {
+                            if !killed.swap(true, Ordering::SeqCst) {
+                                if let Some(child) = aggregator.lock().unwrap().as_mut() {
+                                    child.kill().unwrap(); // SIGKILL
+                                    let _ = child.wait();
+                                }
+                                println!("relay: aggregator killed at a {n}-byte read from a fog");
+                            } else {
+                                retries.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        if up_w.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = up_w.shutdown().await;
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut down_w).await;
+                });
+            }
+        });
+        relay
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aggregator_killed_inside_submit_aggregate_loses_no_accepted_upload() {
+    use std::sync::atomic::Ordering;
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario();
+    let out = init_with(dir.path(), &s);
+    let expected = digests_of(&s);
+    let aggregator_file: deploy::AggregatorFile =
+        toml::from_str(&std::fs::read_to_string(out.join("aggregator.toml")).unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_address = listener.local_addr().unwrap().to_string();
+    for f in 0..2 {
+        let path = out.join(format!("fog-{f}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let moved = text.replace(
+            &format!("aggregator = \"{}\"", aggregator_file.listen),
+            &format!("aggregator = \"{relay_address}\""),
+        );
+        assert_ne!(moved, text, "fog {f}'s aggregator address: {text}");
+        std::fs::write(&path, moved).unwrap();
+    }
+    let stop = Stop::new();
+    let relay = KillingRelay::start(
+        listener,
+        aggregator_file.listen.clone(),
+        aggregator_process(&out, 0),
+    );
+    // Fog 0 alone: every upload goes through it, so none can be rescued by a client's
+    // fail-over to another fog; what fog 0 accepted must reach the aggregator.
+    let (_fogs, _holders) = start_fogs_and_holders(&out, &[0], &[1, 2, 3, 4, 5], &stop);
+    let clients = start_clients(&out, &stop);
+    within(240, async {
+        while !relay.killed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The fog's call broke inside SubmitAggregate; the aggregator restarts from its store.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut agg = aggregator_process(&out, 1);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut agg, 300))
+        .await
+        .unwrap()
+        .expect("the restarted aggregator did not finish in time");
+    let log = std::fs::read_to_string(out.join("logs/aggregator-1.log")).unwrap();
+    assert!(status.success(), "{status:?}: {log}");
+    let retries = relay.retries.load(Ordering::SeqCst);
+    assert!(
+        retries > 0,
+        "no aggregate reached the aggregator after the kill"
+    );
+
+    // Every upload a client saw acknowledged is counted in its round, every client in
+    // every round, and the model is the uninterrupted simulation's.
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for (k, c) in clients.into_iter().enumerate() {
+        for u in within(60, c).await.unwrap().unwrap() {
+            acknowledged.insert((u.round, k as u32));
+        }
+    }
+    stop.fire();
+    let store =
+        spddl_aggregator::store::Store::open(&out.join("state/aggregator.redb"), false).unwrap();
+    let log = store.round_log().unwrap();
+    let counted: std::collections::BTreeSet<(u64, u32)> = log
+        .iter()
+        .flat_map(|r| r.contributors.iter().map(move |(c, _)| (r.round, *c)))
+        .collect();
+    let rounds = printed_rounds(&out, 1);
+    println!(
+        "after a kill -9 inside SubmitAggregate: big sends after the kill {retries}; acknowledged {}, counted {}; rounds {rounds:?}",
+        acknowledged.len(),
+        counted.len()
+    );
+    let lost: Vec<_> = acknowledged.difference(&counted).collect();
+    assert!(lost.is_empty(), "acknowledged but not counted: {lost:?}");
+    for r in &log {
+        assert_eq!(
+            r.contributors.len(),
+            CLIENTS,
+            "round {}: {:?}",
+            r.round,
+            r.contributors
+        );
+    }
+    let digests: Vec<String> = rounds.into_iter().map(|r| r.1).collect();
+    assert_eq!(
+        digests, expected,
+        "the model differs from the uninterrupted run's"
+    );
+}

@@ -4,6 +4,7 @@
 //! it is stored at the aggregator, so an acknowledged upload is never lost: if this fog dies
 //! first, the client's call fails and it uploads through its next fog.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +15,11 @@ use spddl_crypto::paillier::PublicKey;
 use spddl_proto::transport::{Backoff, Callers, Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender, Upload};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
 
-use crate::{FogError, FogRound, aggregate_checked};
+use crate::{FogError, FogRound, UploadHeader, aggregate_checked};
 
 /// Everything a fog worker process needs.
 pub struct FogSetup {
@@ -52,9 +53,21 @@ type Waiter = oneshot::Sender<Result<(), Status>>;
 struct Current {
     round: FogRound,
     /// Accepted uploads not yet in a stored aggregate, with the calls waiting on them.
-    pending: Vec<(Upload, Waiter)>,
-    /// Every upload accepted in the round, for the aggregator's audits.
-    accepted: std::collections::BTreeMap<spddl_proto::ClientId, Upload>,
+    pending: Vec<(Arc<Upload>, Waiter)>,
+    /// Every upload accepted in the round, for the aggregator's audits (shared, so that a
+    /// `GetUploads` reply is encoded after the lock is released).
+    accepted: BTreeMap<ClientId, Arc<Upload>>,
+}
+
+impl Current {
+    /// Forgets clients whose batch the aggregator refused for good: never counted, they may
+    /// upload again.
+    fn forget(&mut self, clients: &[ClientId]) {
+        self.round.forget(clients);
+        for c in clients {
+            self.accepted.remove(c);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -67,6 +80,10 @@ struct Node {
     forwarding: Arc<AtomicUsize>,
     /// Binds each call's certificate to the id it claims.
     callers: Callers,
+    /// Clients with an upload being parsed and checked: one at a time per client.
+    checking: Arc<Mutex<BTreeSet<ClientId>>>,
+    /// Bounds the uploads parsed at once (range and gcd of every ciphertext) to the cores.
+    parsing: Arc<Semaphore>,
 }
 
 impl Node {
@@ -78,6 +95,36 @@ impl Node {
             .lock()
             .map_or(0, |c| c.as_ref().map_or(0, |c| c.pending.len()));
         u32::try_from(queued + self.forwarding.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Option<Current>>, Status> {
+        self.current
+            .lock()
+            .map_err(|_| Status::internal("fog state poisoned"))
+    }
+}
+
+/// A client's claim on [`Node::checking`], given back when dropped.
+struct Checking {
+    set: Arc<Mutex<BTreeSet<ClientId>>>,
+    client: ClientId,
+}
+
+impl Checking {
+    fn claim(set: &Arc<Mutex<BTreeSet<ClientId>>>, client: ClientId) -> Option<Self> {
+        let mut guard = set.lock().ok()?;
+        guard.insert(client).then(|| Checking {
+            set: set.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.set.lock() {
+            guard.remove(&self.client);
+        }
     }
 }
 
@@ -107,16 +154,49 @@ impl pb::fog_worker_server::FogWorker for Node {
             .into_inner()
             .upload
             .ok_or_else(|| Status::invalid_argument("SubmitUpload: `upload` is missing"))?;
-        let up = wire::upload_from_wire(&self.pk, &w)
-            .inspect_err(|e| warn!(%fog, client = w.client, "refused upload: {e}"))?;
-        let round = up.round;
-        let client = up.client;
+        let round = RoundId(w.round);
+        let client = ClientId(w.client);
+        // Cheap checks first, from the raw message: round, config, sender, repeat, count and
+        // weight cost a few comparisons; parsing checks every ciphertext's range and gcd.
+        let header = UploadHeader {
+            round,
+            client,
+            config: &w.config,
+            weight: w.weight,
+            ciphertexts: w.ciphertexts.len(),
+        };
+        {
+            let guard = self.lock()?;
+            let Some(current) = guard.as_ref() else {
+                return Err(Status::unavailable(format!(
+                    "{fog}: no round open yet, retry"
+                )));
+            };
+            current
+                .round
+                .precheck_header(&header, &self.registry)
+                .map_err(|e| {
+                    warn!(%fog, %client, %round, "refused upload: {e}");
+                    refuse(&e)
+                })?;
+        }
+        let _checking = Checking::claim(&self.checking, client).ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "{fog}: an upload of {client} is being checked already; wait for its answer"
+            ))
+        })?;
+        let permit = self
+            .parsing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let node = self.clone();
         let rx = tokio::task::spawn_blocking(move || {
-            let mut guard = node
-                .current
-                .lock()
-                .map_err(|_| Status::internal("fog state poisoned"))?;
+            let up = wire::upload_from_wire(&node.pk, &w)
+                .inspect_err(|e| warn!(%fog, %client, "refused upload: {e}"))?;
+            drop(permit);
+            let mut guard = node.lock()?;
             let Some(current) = guard.as_mut() else {
                 return Err(Status::unavailable(format!(
                     "{fog}: no round open yet, retry"
@@ -127,12 +207,14 @@ impl pb::fog_worker_server::FogWorker for Node {
                 return Err(refuse(&e));
             }
             let (tx, rx) = oneshot::channel();
-            current.accepted.insert(up.client, up.clone());
+            let up = Arc::new(up);
+            current.accepted.insert(client, up.clone());
             current.pending.push((up, tx));
             Ok(rx)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
+        drop(_checking);
         match tokio::time::timeout(Duration::from_secs(120), rx).await {
             Ok(Ok(Ok(()))) => Ok(Response::new(pb::SubmitUploadResponse {
                 round: round.0,
@@ -153,20 +235,39 @@ impl pb::fog_worker_server::FogWorker for Node {
         self.callers
             .require(&request, Sender::Aggregator, "GetUploads")?;
         let request = request.into_inner();
-        let asked: std::collections::BTreeSet<ClientId> =
-            request.clients.iter().map(|c| ClientId(*c)).collect();
-        let guard = self
-            .current
-            .lock()
-            .map_err(|_| Status::internal("fog state poisoned"))?;
-        let uploads = match guard.as_ref() {
-            Some(c) if c.round.round().0 == request.round => asked
-                .iter()
-                .filter_map(|id| c.accepted.get(id))
-                .map(|u| wire::upload_to_wire(&self.pk, u))
-                .collect(),
-            _ => Vec::new(),
+        let uploads: Vec<Arc<Upload>> = {
+            let guard = self.lock()?;
+            match guard.as_ref() {
+                Some(c) if c.round.round().0 == request.round => {
+                    // The aggregator asks a page at a time (`wire::uploads_per_page`): a
+                    // longer list is refused before anything is built, repeats or not.
+                    let page = wire::uploads_per_page(&self.pk, c.round.expected_len());
+                    if request.clients.len() > page {
+                        warn!(fog = %self.fog, asked = request.clients.len(), page, "refused GetUploads: more ids than a page");
+                        return Err(Status::resource_exhausted(format!(
+                            "GetUploads: {} client ids asked, at most {page} (one page) per request",
+                            request.clients.len()
+                        )));
+                    }
+                    let asked: BTreeSet<ClientId> =
+                        request.clients.iter().map(|c| ClientId(*c)).collect();
+                    asked
+                        .iter()
+                        .filter_map(|id| c.accepted.get(id).cloned())
+                        .collect()
+                }
+                _ => Vec::new(),
+            }
         };
+        let pk = self.pk.clone();
+        let uploads = tokio::task::spawn_blocking(move || {
+            uploads
+                .iter()
+                .map(|u| wire::upload_to_wire(&pk, u))
+                .collect()
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::GetUploadsResponse { uploads }))
     }
 }
@@ -276,14 +377,24 @@ fn adopt_round(node: &Node, cfg: &pb::RoundConfig, expected_len: usize) {
     info!(%fog, %round, "collecting uploads");
 }
 
+/// Whether a failed `SubmitAggregate` may not have reached the aggregator's decision: the
+/// connection broke, the aggregator restarted or is halted, the call timed out. The batch is
+/// kept and sent again; only an answer of the aggregator's own is a refusal.
+fn transient(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unavailable | Unknown | DeadlineExceeded | Internal | Cancelled
+    )
+}
+
 /// Forwards accepted uploads as signed batch aggregates, answering the waiting clients once
 /// the aggregator stored them.
 async fn forward(
     node: Node,
     key: Arc<SigningKey>,
-    mut aggregator: pb::aggregator_client::AggregatorClient<tonic::transport::Channel>,
+    aggregator: pb::aggregator_client::AggregatorClient<tonic::transport::Channel>,
 ) {
-    let fog = node.fog;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let batch = {
@@ -304,71 +415,117 @@ async fn forward(
                 std::mem::take(&mut current.pending),
             )
         };
-        let (mut first, mut batch) = batch;
-        let mut backoff = Backoff::default();
-        while !batch.is_empty() {
-            node.forwarding.store(batch.len(), Ordering::Relaxed);
-            let agg = match first.take() {
-                Some(a) => a,
-                None => {
-                    let uploads: Vec<&Upload> = batch.iter().map(|(u, _)| u).collect();
-                    let Some(a) = aggregate_checked(&node.pk, &key, fog, &uploads) else {
-                        break;
-                    };
-                    a
-                }
-            };
-            let request = pb::SubmitAggregateRequest {
-                aggregate: Some(wire::aggregate_to_wire(&node.pk, &agg)),
-            };
-            match aggregator.submit_aggregate(request).await {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    if r.accepted {
-                        info!(%fog, round = %agg.round, contributors = batch.len(), "aggregate stored at the aggregator");
-                        for (_, w) in batch.drain(..) {
-                            let _ = w.send(Ok(()));
-                        }
-                    } else {
-                        // Counted already (through another fog, or a replay): acknowledge
-                        // those clients, resubmit the rest.
-                        let counted: Vec<u32> = r.already_counted;
-                        let (done, rest): (Vec<_>, Vec<_>) = batch
-                            .into_iter()
-                            .partition(|(u, _)| counted.contains(&u.client.0));
-                        for (_, w) in done {
-                            let _ = w.send(Ok(()));
-                        }
-                        batch = rest;
-                        if counted.is_empty() {
-                            break;
-                        }
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Internal
-                    ) =>
-                {
-                    warn!(%fog, "forwarding to the aggregator: {}; retrying", describe(&e));
-                    first = Some(agg);
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(e) => {
-                    warn!(%fog, "aggregator refused the aggregate: {}", describe(&e));
+        let (first, batch) = batch;
+        deliver(&node, &key, aggregator.clone(), first, batch).await;
+        node.forwarding.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Delivers one batch: every waiting client gets `Ok` once the aggregator stored (or had
+/// already counted) its upload, and an error once the aggregator refused it or its round
+/// closed; a refused client is forgotten by this fog, so it may upload again. Transport
+/// errors are retried with backoff while the round is open: nothing accepted is dropped on a
+/// broken connection.
+async fn deliver(
+    node: &Node,
+    key: &SigningKey,
+    mut aggregator: pb::aggregator_client::AggregatorClient<tonic::transport::Channel>,
+    mut first: Option<spddl_proto::FogAggregate>,
+    mut batch: Vec<(Arc<Upload>, Waiter)>,
+) {
+    let fog = node.fog;
+    let mut backoff = Backoff::default();
+    let mut attempts = 0u32;
+    let refuse_all = |batch: &mut Vec<(Arc<Upload>, Waiter)>, status: Status| {
+        let clients: Vec<ClientId> = batch.iter().map(|(u, _)| u.client).collect();
+        if let Ok(mut guard) = node.current.lock()
+            && let Some(current) = guard.as_mut()
+            && batch
+                .first()
+                .is_some_and(|(u, _)| u.round == current.round.round())
+        {
+            current.forget(&clients);
+        }
+        for (_, w) in batch.drain(..) {
+            let _ = w.send(Err(status.clone()));
+        }
+    };
+    while !batch.is_empty() {
+        node.forwarding.store(batch.len(), Ordering::Relaxed);
+        let round = batch[0].0.round;
+        let open = node
+            .current
+            .lock()
+            .is_ok_and(|c| c.as_ref().is_some_and(|c| c.round.round() == round));
+        if !open {
+            refuse_all(
+                &mut batch,
+                Status::failed_precondition(format!(
+                    "{fog}: {round} closed before the aggregate was stored; upload for the next round"
+                )),
+            );
+            break;
+        }
+        let agg = match first.take() {
+            Some(a) => a,
+            None => {
+                let uploads: Vec<&Upload> = batch.iter().map(|(u, _)| u.as_ref()).collect();
+                let Some(a) = aggregate_checked(&node.pk, key, fog, &uploads) else {
+                    break;
+                };
+                a
+            }
+        };
+        attempts += 1;
+        let request = pb::SubmitAggregateRequest {
+            aggregate: Some(wire::aggregate_to_wire(&node.pk, &agg)),
+        };
+        match aggregator.submit_aggregate(request).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if r.accepted {
+                    info!(%fog, round = %agg.round, contributors = batch.len(), attempts, "aggregate stored at the aggregator");
                     for (_, w) in batch.drain(..) {
-                        let _ = w.send(Err(Status::aborted(format!(
-                            "aggregator refused {fog}'s aggregate: {}",
-                            e.message()
-                        ))));
+                        let _ = w.send(Ok(()));
                     }
+                } else if r.already_counted.is_empty() {
+                    warn!(%fog, round = %agg.round, "the aggregator neither stored nor counted the aggregate");
+                    refuse_all(
+                        &mut batch,
+                        Status::aborted(format!(
+                            "{fog}: the aggregator did not store the aggregate; upload again"
+                        )),
+                    );
+                } else {
+                    // Counted already (through another fog, or an earlier attempt whose answer
+                    // was lost): acknowledge those clients, resubmit the rest.
+                    let counted = r.already_counted;
+                    let (done, rest): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .partition(|(u, _)| counted.contains(&u.client.0));
+                    info!(%fog, round = %agg.round, counted = done.len(), rest = rest.len(), "aggregate held clients counted already");
+                    for (_, w) in done {
+                        let _ = w.send(Ok(()));
+                    }
+                    batch = rest;
                 }
             }
+            Err(e) if transient(e.code()) => {
+                warn!(%fog, round = %agg.round, attempts, "forwarding to the aggregator: {}; keeping the batch, retrying", describe(&e));
+                first = Some(agg);
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                warn!(%fog, round = %agg.round, "aggregator refused the aggregate: {}", describe(&e));
+                refuse_all(
+                    &mut batch,
+                    Status::aborted(format!(
+                        "aggregator refused {fog}'s aggregate: {}",
+                        e.message()
+                    )),
+                );
+            }
         }
-        node.forwarding.store(0, Ordering::Relaxed);
     }
 }
 
@@ -392,6 +549,10 @@ pub async fn serve(
         registry,
         current: Arc::new(Mutex::new(None)),
         forwarding: Arc::new(AtomicUsize::new(0)),
+        checking: Arc::default(),
+        parsing: Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
     };
     let follower = tokio::spawn(follow_rounds(node.clone(), aggregator.clone()));
     let forwarder = tokio::spawn(forward(node.clone(), Arc::new(setup.key), aggregator));

@@ -80,6 +80,36 @@ pub enum FogError {
     },
 }
 
+/// What an upload says of itself besides its ciphertexts and signature: enough for
+/// [`FogRound::precheck_header`] to refuse it before anything costly runs. A gRPC fog builds
+/// it from the raw message, before the ciphertexts are parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadHeader<'a> {
+    /// The round the upload is for.
+    pub round: RoundId,
+    /// The claimed sender.
+    pub client: ClientId,
+    /// The [`RoundConfig::digest`] it names (any length: a wrong one is refused).
+    pub config: &'a [u8],
+    /// The declared weight.
+    pub weight: u64,
+    /// How many ciphertexts it carries.
+    pub ciphertexts: usize,
+}
+
+impl<'a> UploadHeader<'a> {
+    /// The header of a parsed upload.
+    pub fn of(up: &'a Upload) -> Self {
+        UploadHeader {
+            round: up.round,
+            client: up.client,
+            config: &up.config,
+            weight: up.weight,
+            ciphertexts: up.ciphertexts.len(),
+        }
+    }
+}
+
 /// One fog worker's state for one round.
 #[derive(Debug)]
 pub struct FogRound {
@@ -129,17 +159,23 @@ impl FogRound {
         }
     }
 
-    /// Checks everything but the signature.
-    fn precheck(&self, up: &Upload, registry: &Registry) -> Result<(), FogError> {
-        let client = up.client;
-        if up.round != self.round {
+    /// Checks everything an upload's header shows (round, config, sender, repeat, length,
+    /// weight) without its ciphertexts or signature: what a fog can refuse before it parses
+    /// or verifies anything, so a malformed or unwanted upload costs a few comparisons.
+    pub fn precheck_header(
+        &self,
+        header: &UploadHeader<'_>,
+        registry: &Registry,
+    ) -> Result<(), FogError> {
+        let client = header.client;
+        if header.round != self.round {
             return Err(FogError::WrongRound {
                 client,
-                got: up.round,
+                got: header.round,
                 expected: self.round,
             });
         }
-        if up.config != self.config {
+        if header.config != self.config.as_slice() {
             return Err(FogError::OtherConfig { client });
         }
         if !self.assigned.contains_key(&client) {
@@ -152,21 +188,26 @@ impl FogRound {
         if self.accepted.contains_key(&client) {
             return Err(FogError::Duplicate { client });
         }
-        if up.ciphertexts.len() != self.expected_len {
+        if header.ciphertexts != self.expected_len {
             return Err(FogError::WrongLength {
                 client,
-                got: up.ciphertexts.len(),
+                got: header.ciphertexts,
                 expected: self.expected_len,
             });
         }
-        if up.weight == 0 || up.weight > self.max_weight {
+        if header.weight == 0 || header.weight > self.max_weight {
             return Err(FogError::BadWeight {
                 client,
-                weight: up.weight,
+                weight: header.weight,
                 max: self.max_weight,
             });
         }
         Ok(())
+    }
+
+    /// Checks everything but the signature.
+    fn precheck(&self, up: &Upload, registry: &Registry) -> Result<(), FogError> {
+        self.precheck_header(&UploadHeader::of(up), registry)
     }
 
     fn accept(&mut self, up: &Upload) {
@@ -238,6 +279,23 @@ impl FogRound {
     /// The round this fog worker is collecting.
     pub fn round(&self) -> RoundId {
         self.round
+    }
+
+    /// Ciphertexts per upload in this round (`⌈m / S⌉`).
+    pub fn expected_len(&self) -> usize {
+        self.expected_len
+    }
+
+    /// Forgets accepted clients whose batch the aggregator refused for good (after
+    /// [`FogRound::take_aggregate`] took them out of the sum): their uploads were never
+    /// counted, so each may upload again, here or through another fog, instead of being
+    /// refused as a second upload.
+    pub fn forget(&mut self, clients: &[ClientId]) {
+        for c in clients {
+            if !self.batch.contains_key(c) {
+                self.accepted.remove(c);
+            }
+        }
     }
 
     /// Closes the round and signs the aggregate. With no accepted upload there is nothing

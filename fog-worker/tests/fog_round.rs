@@ -6,7 +6,7 @@ use spddl_crypto::Entropy;
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::{Ciphertext, Plaintext, PublicKey, verify_and_combine};
 use spddl_crypto::testing::test_key;
-use spddl_fog_worker::{FogError, FogRound};
+use spddl_fog_worker::{FogError, FogRound, UploadHeader};
 use spddl_proto::{ClientId, FogId, Registry, RoundConfig, RoundId, Upload};
 
 const ROUND: RoundId = RoundId(5);
@@ -247,4 +247,85 @@ fn an_empty_round_forwards_nothing() {
     let mut s = setup();
     let fog = s.fog();
     assert!(fog.finish(&SigningKey::generate(&mut s.rng)).is_none());
+}
+
+#[test]
+fn the_header_alone_refuses_what_it_shows_and_a_forgotten_client_may_upload_again() {
+    let mut s = setup();
+    let mut fog = s.fog();
+    let config = RoundConfig::example(ROUND).digest();
+    let header = |client: u32, ciphertexts: usize| UploadHeader {
+        round: ROUND,
+        client: ClientId(client),
+        config: &config,
+        weight: 5,
+        ciphertexts,
+    };
+    // Each reason the header shows, from the raw numbers, before any ciphertext exists.
+    assert_eq!(
+        fog.precheck_header(&header(1, 130_000), &s.registry),
+        Err(FogError::WrongLength {
+            client: ClientId(1),
+            got: 130_000,
+            expected: LEN,
+        })
+    );
+    let short = [0u8; 31];
+    assert_eq!(
+        fog.precheck_header(
+            &UploadHeader {
+                config: &short,
+                ..header(1, LEN)
+            },
+            &s.registry
+        ),
+        Err(FogError::OtherConfig {
+            client: ClientId(1)
+        })
+    );
+    assert_eq!(
+        fog.precheck_header(
+            &UploadHeader {
+                round: RoundId(6),
+                ..header(1, LEN)
+            },
+            &s.registry
+        ),
+        Err(FogError::WrongRound {
+            client: ClientId(1),
+            got: RoundId(6),
+            expected: ROUND,
+        })
+    );
+    assert_eq!(fog.precheck_header(&header(1, LEN), &s.registry), Ok(()));
+
+    // Accepted, taken into a batch the aggregator then refused for good: forgotten, the
+    // client's next upload is accepted instead of refused as a second one.
+    let first = s.upload(1, [1, 2, 3], 5);
+    fog.receive(&first, &s.registry).unwrap();
+    assert_eq!(
+        fog.precheck_header(&header(1, LEN), &s.registry),
+        Err(FogError::Duplicate {
+            client: ClientId(1)
+        })
+    );
+    let fog_key = SigningKey::generate(&mut s.rng);
+    let refused = fog.take_aggregate(&fog_key).unwrap();
+    assert_eq!(refused.contributors, [(ClientId(1), 5)]);
+    fog.forget(&[ClientId(1)]);
+    assert_eq!(fog.precheck_header(&header(1, LEN), &s.registry), Ok(()));
+    let again = s.upload(1, [4, 5, 6], 5);
+    fog.receive(&again, &s.registry).unwrap();
+    let agg = fog.take_aggregate(&fog_key).unwrap();
+    assert_eq!(s.decrypt(&agg.ciphertexts), [4, 5, 6]);
+    // A client in the open batch is not forgotten (its upload is in the sum).
+    let other = s.upload(2, [1, 1, 1], 5);
+    fog.receive(&other, &s.registry).unwrap();
+    fog.forget(&[ClientId(2)]);
+    assert_eq!(
+        fog.receive(&s.upload(2, [1, 1, 1], 5), &s.registry),
+        Err(FogError::Duplicate {
+            client: ClientId(2)
+        })
+    );
 }

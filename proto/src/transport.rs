@@ -14,8 +14,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::body::Body;
+use tonic::codegen::http;
 use tonic::transport::server::Router;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server};
+use tower::layer::util::{Identity as NoLayer, Stack};
+use tower::util::MapResponseLayer;
 use tracing::{debug, warn};
 
 /// How long a peer has to complete its TLS handshake before the connection is dropped.
@@ -192,13 +196,44 @@ pub struct TlsPaths {
     pub key: PathBuf,
 }
 
+/// The response layer every SPDDL server has: see [`size_refusal`].
+pub type SizeRefusal = MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>;
+
+/// A server builder as [`Security::server`] makes it.
+pub type GrpcServer = Server<Stack<SizeRefusal, NoLayer>>;
+
+/// A router of a [`GrpcServer`], for [`Security::serve`].
+pub type GrpcRouter = Router<Stack<SizeRefusal, NoLayer>>;
+
+/// A request over the message-size limit is refused by tonic's decoder with `OUT_OF_RANGE`
+/// before any handler runs; gRPC's status-code guide names `RESOURCE_EXHAUSTED` for a
+/// message larger than the receiver accepts, which is what a peer should see (and may
+/// tell apart from a bad argument). The refusal arrives as a trailers-only response, so its
+/// status is in the headers.
+pub fn size_refusal(mut response: http::Response<Body>) -> http::Response<Body> {
+    const TOO_LARGE: &str = "Error, decoded message length too large";
+    if let Some(status) = tonic::Status::from_header_map(response.headers())
+        && status.code() == tonic::Code::OutOfRange
+        && status.message().starts_with(TOO_LARGE)
+    {
+        let refusal = tonic::Status::resource_exhausted(status.message());
+        if refusal.add_header(response.headers_mut()).is_err() {
+            warn!("could not rewrite a size refusal's status");
+        }
+    }
+    response
+}
+
 impl Security {
-    /// A server builder with timeouts and keep-alives set. TLS is not configured here:
-    /// [`Security::serve`] accepts TLS itself so that it can log every refused handshake.
-    pub fn server(&self) -> Server {
+    /// A server builder with timeouts and keep-alives set, and [`size_refusal`] as its
+    /// layer. TLS is not configured here: [`Security::serve`] accepts TLS itself so that it
+    /// can log every refused handshake.
+    pub fn server(&self) -> GrpcServer {
+        let refusal: fn(http::Response<Body>) -> http::Response<Body> = size_refusal;
         Server::builder()
             .timeout(Duration::from_secs(120))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(MapResponseLayer::new(refusal))
     }
 
     /// Serves `router` on `listen` until `stop` completes.
@@ -209,7 +244,7 @@ impl Security {
     /// naming its address and the reason, and never reaches a service.
     pub async fn serve(
         &self,
-        router: Router,
+        router: GrpcRouter,
         listen: SocketAddr,
         stop: impl Future<Output = ()>,
     ) -> Result<(), String> {
