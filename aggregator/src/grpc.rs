@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::PublicKey;
-use spddl_proto::transport::{Callers, Security, TaskGuard, describe};
+use spddl_proto::transport::{Callers, OnePerPeer, Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender};
 use tokio::sync::watch;
@@ -107,6 +107,8 @@ struct Node {
     fog_stubs: Arc<BTreeMap<FogId, pb::fog_worker_client::FogWorkerClient<Channel>>>,
     /// Binds each call's certificate to the id it claims.
     callers: Callers,
+    /// One aggregate or share being parsed and checked per fog or holder at a time.
+    busy: OnePerPeer,
 }
 
 impl Inner {
@@ -382,6 +384,32 @@ impl Node {
         Ok(holder)
     }
 
+    /// The cheap checks of a message still in its wire form, before any ciphertext is parsed
+    /// (range and gcd of each): its round against the round in progress (a late message is
+    /// refused, not examined) and its ciphertext count against `⌈m / S⌉`.
+    fn precheck_wire(
+        &self,
+        sender: Sender,
+        what: &str,
+        round: u64,
+        ciphertexts: usize,
+    ) -> Result<(), Status> {
+        let inner = self.lock()?;
+        let current = inner.coord.round();
+        if round != current.0 {
+            return Err(Status::failed_precondition(format!(
+                "{sender}: {what} is for round {round}, this is {current}"
+            )));
+        }
+        let expected = inner.coord.expected_len();
+        if ciphertexts != expected {
+            return Err(Status::invalid_argument(format!(
+                "{sender}: {what} holds {ciphertexts} ciphertexts, expected {expected}"
+            )));
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Status> {
         let inner = self
             .inner
@@ -471,6 +499,10 @@ impl pb::aggregator_server::Aggregator for Node {
             .into_inner()
             .aggregate
             .ok_or_else(|| Status::invalid_argument("SubmitAggregate: `aggregate` is missing"))?;
+        let sender = Sender::Fog(FogId(w.fog));
+        self.precheck_wire(sender, "aggregate", w.round, w.ciphertexts.len())
+            .inspect_err(|e| warn!(fog = w.fog, "refused aggregate: {}", e.message()))?;
+        let _busy = self.busy.claim(sender, "SubmitAggregate")?;
         // Parsing checks every ciphertext (range and gcd): CPU work, off the async threads.
         let (agg, w) = {
             let pk = self.pk.clone();
@@ -681,11 +713,15 @@ impl pb::key_holders_server::KeyHolders for Node {
         request: Request<pb::SubmitShareRequest>,
     ) -> Result<Response<pb::SubmitShareResponse>, Status> {
         let index = request.get_ref().share.as_ref().map_or(0, |s| s.holder);
-        self.holder_caller(&request, index, "SubmitShare")?;
+        let holder = self.holder_caller(&request, index, "SubmitShare")?;
         let w = request
             .into_inner()
             .share
             .ok_or_else(|| Status::invalid_argument("SubmitShare: `share` is missing"))?;
+        let sender = Sender::Holder(holder);
+        self.precheck_wire(sender, "share", w.round, w.partials.len())
+            .inspect_err(|e| warn!(holder = w.holder, "refused share: {}", e.message()))?;
+        let _busy = self.busy.claim(sender, "SubmitShare")?;
         let registry = self.registry.clone();
         let inner = self.inner.clone();
         let pk = self.pk.clone();
@@ -906,6 +942,7 @@ pub async fn serve(
         registry: registry.clone(),
         fog_stubs: Arc::new(fog_stubs),
         callers: Callers::new(&setup.security, registry.clone()),
+        busy: OnePerPeer::default(),
     };
 
     // Deadlines.

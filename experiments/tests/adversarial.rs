@@ -1076,6 +1076,33 @@ async fn forged_and_late_aggregates_blame_no_fog_and_every_round_completes() {
             "aggregate with a forged signature",
         );
     }
+    // Fog 1's real key signs an aggregate of 130,000 well-formed ciphertexts (just under the
+    // 64 MiB limit): refused from its count before one is parsed, and fog 1 is not blamed.
+    let fog1: FogFile = read_toml(&out.join("fog-1.toml"));
+    let key1 = deploy::read_identity(&out.join(&fog1.identity)).unwrap();
+    let huge = spddl_proto::FogAggregate::sign(
+        &pk,
+        &key1,
+        config.round,
+        FogId(1),
+        vec![(ClientId(3), 1)],
+        vec![a.encrypt(1)[0].clone(); 130_000],
+    );
+    let started = std::time::Instant::now();
+    let s = submit_aggregate(channel_as(&out, "fog-1", &aggregator_address), &pk, &huge)
+        .await
+        .unwrap_err();
+    println!(
+        "an aggregate of 130,000 ciphertexts: {:?} in {} ms",
+        s.code(),
+        started.elapsed().as_millis()
+    );
+    assert_refused(
+        &s,
+        Code::InvalidArgument,
+        &["fog 1", "130000 ciphertexts, expected"],
+        "an aggregate of too many ciphertexts",
+    );
     let clients = start_clients(&out, &stop);
     within(120, wait_for_round(&out, 1)).await;
     // Fog 0's real key signs an aggregate of round 0 after round 0 closed: refused as late,

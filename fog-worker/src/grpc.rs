@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use spddl_crypto::identity::SigningKey;
 use spddl_crypto::paillier::PublicKey;
-use spddl_proto::transport::{Backoff, Callers, Security, TaskGuard, describe};
+use spddl_proto::transport::{Backoff, Callers, OnePerPeer, Security, TaskGuard, describe};
 use spddl_proto::wire::{self, MAX_MESSAGE_BYTES, pb};
 use spddl_proto::{ClientId, FogId, Registry, RoundId, Sender, Upload};
 use tokio::sync::{Semaphore, oneshot};
@@ -81,7 +81,7 @@ struct Node {
     /// Binds each call's certificate to the id it claims.
     callers: Callers,
     /// Clients with an upload being parsed and checked: one at a time per client.
-    checking: Arc<Mutex<BTreeSet<ClientId>>>,
+    checking: OnePerPeer,
     /// Bounds the uploads parsed at once (range and gcd of every ciphertext) to the cores.
     parsing: Arc<Semaphore>,
 }
@@ -101,30 +101,6 @@ impl Node {
         self.current
             .lock()
             .map_err(|_| Status::internal("fog state poisoned"))
-    }
-}
-
-/// A client's claim on [`Node::checking`], given back when dropped.
-struct Checking {
-    set: Arc<Mutex<BTreeSet<ClientId>>>,
-    client: ClientId,
-}
-
-impl Checking {
-    fn claim(set: &Arc<Mutex<BTreeSet<ClientId>>>, client: ClientId) -> Option<Self> {
-        let mut guard = set.lock().ok()?;
-        guard.insert(client).then(|| Checking {
-            set: set.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for Checking {
-    fn drop(&mut self) {
-        if let Ok(mut guard) = self.set.lock() {
-            guard.remove(&self.client);
-        }
     }
 }
 
@@ -180,11 +156,9 @@ impl pb::fog_worker_server::FogWorker for Node {
                     refuse(&e)
                 })?;
         }
-        let _checking = Checking::claim(&self.checking, client).ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "{fog}: an upload of {client} is being checked already; wait for its answer"
-            ))
-        })?;
+        let checking = self
+            .checking
+            .claim(Sender::Client(client), "SubmitUpload")?;
         let permit = self
             .parsing
             .clone()
@@ -214,7 +188,7 @@ impl pb::fog_worker_server::FogWorker for Node {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
-        drop(_checking);
+        drop(checking);
         match tokio::time::timeout(Duration::from_secs(120), rx).await {
             Ok(Ok(Ok(()))) => Ok(Response::new(pb::SubmitUploadResponse {
                 round: round.0,
@@ -549,7 +523,7 @@ pub async fn serve(
         registry,
         current: Arc::new(Mutex::new(None)),
         forwarding: Arc::new(AtomicUsize::new(0)),
-        checking: Arc::default(),
+        checking: OnePerPeer::default(),
         parsing: Arc::new(Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )),

@@ -453,3 +453,44 @@ impl Callers {
         }
     }
 }
+
+/// At most one piece of heavy work per peer at a time: a handler that parses a large message
+/// claims the sender first and is refused while that sender's previous message is still being
+/// checked, so no one peer can occupy every blocking thread.
+#[derive(Debug, Clone, Default)]
+pub struct OnePerPeer(Arc<std::sync::Mutex<std::collections::BTreeSet<crate::Sender>>>);
+
+/// A claim of [`OnePerPeer`], given back when dropped.
+#[derive(Debug)]
+pub struct PeerClaim {
+    set: OnePerPeer,
+    peer: crate::Sender,
+}
+
+impl OnePerPeer {
+    /// Claims `peer` for the work of `rpc`; `UNAVAILABLE` (retry after the answer) while it
+    /// holds a claim already.
+    pub fn claim(&self, peer: crate::Sender, rpc: &str) -> Result<PeerClaim, tonic::Status> {
+        let mut set = self
+            .0
+            .lock()
+            .map_err(|_| tonic::Status::internal("peer claims poisoned"))?;
+        if !set.insert(peer) {
+            return Err(tonic::Status::unavailable(format!(
+                "{rpc}: a message of {peer} is being checked already; retry after its answer"
+            )));
+        }
+        Ok(PeerClaim {
+            set: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerClaim {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.0.lock() {
+            set.remove(&self.peer);
+        }
+    }
+}
